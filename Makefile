@@ -1,0 +1,77 @@
+# Every target bootstraps what it needs: the virtual environment (.venv, pinned by
+# requirements.lock) and, when DATABASE_URL is unset, Debian's PostgreSQL binaries for
+# the embedded server under .var/pg.
+
+SHELL := /bin/bash
+PY := .venv/bin/python
+VAR := $(CURDIR)/.var
+STAMP := .venv/.installed
+
+# Keep every tool's state inside the project, never in $HOME.
+export NUMBA_CACHE_DIR := $(VAR)/numba
+export JUPYTER_CONFIG_DIR := $(VAR)/jupyter/config
+export JUPYTER_DATA_DIR := $(VAR)/jupyter/data
+export JUPYTER_RUNTIME_DIR := $(VAR)/jupyter/runtime
+export JUPYTER_PLATFORM_DIRS := 1
+export IPYTHONDIR := $(VAR)/ipython
+export MPLCONFIGDIR := $(VAR)/matplotlib
+export XDG_CACHE_HOME := $(VAR)/cache
+export XDG_CONFIG_HOME := $(VAR)/config
+export PYTHONDONTWRITEBYTECODE := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help live test lint research lab bench kill status resume clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@echo "  variables: DURATION=<s> SPEED=<market s per wall s> MODE=sim|paper|auto (make live)"
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x .venv/bin/python || python3 -m venv .venv
+	.venv/bin/pip install -q --upgrade pip
+	.venv/bin/pip install -q -r requirements.lock
+	.venv/bin/pip install -q --no-deps -e .
+	@touch $@
+
+.var/.postgres:
+	@mkdir -p .var
+	@if [ -z "$$DATABASE_URL" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing PostgreSQL server binaries (Debian package 'postgresql')"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else echo "PostgreSQL binaries missing: install 'postgresql' or set DATABASE_URL" >&2; exit 1; fi; \
+	fi
+	@touch $@
+
+live: $(STAMP) .var/.postgres ## run the daemon (sim mode without Alpaca keys); DURATION=120 to stop after 120 s
+	$(PY) -m live run $(if $(DURATION),--duration $(DURATION)) $(if $(SPEED),--speed $(SPEED)) $(if $(MODE),--mode $(MODE))
+
+test: $(STAMP) .var/.postgres lint ## lint, type-check and run every test (unit, integration, notebooks)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy over trader/ and live/
+	.venv/bin/ruff check trader live tests bench
+	.venv/bin/ruff format --check trader live tests bench
+	.venv/bin/mypy
+
+research: $(STAMP) ## run the notebooks through papermill into runs/<timestamp>/
+	$(PY) -m trader.research
+
+lab: $(STAMP) ## start JupyterLab on the notebooks
+	.venv/bin/jupyter lab --notebook-dir=notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+
+bench: $(STAMP) ## benchmarks: tick -> approved intent latency vs the raw ZeroMQ floor
+	$(PY) bench/live_path.py
+
+kill: $(STAMP) ## halt the running daemon and cancel its open orders
+	$(PY) -m live kill --reason "make kill" --by "$${USER:-operator}"
+
+status: $(STAMP) ## print the running daemon's status
+	$(PY) -m live status
+
+resume: $(STAMP) ## release the kill switch of the running daemon
+	$(PY) -m live resume --by "$${USER:-operator}"
+
+clean: ## remove run-time state (.var: embedded Postgres, logs, caches) and runs/
+	@if [ -d .var/pg ]; then runuser -u postgres -- /usr/lib/postgresql/*/bin/pg_ctl -D $$(readlink -f .var/pg) -m fast stop 2>/dev/null || true; fi
+	rm -rf .var runs

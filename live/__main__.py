@@ -1,0 +1,80 @@
+"""Command line: ``python -m live {run,status,kill,resume}``.
+
+``run`` starts a daemon session in the foreground; the other commands are clients of
+the running daemon's control API (URL from ``.var/control.url``, else the config).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from live.config import REPO_ROOT, load_config
+from live.control import control_token
+from trader.exceptions import ConfigurationError
+
+
+async def _call(method: str, path: str, body: dict[str, Any] | None, cfg_dir: Path) -> Any:
+    cfg = load_config(cfg_dir / "live.toml", cfg_dir / "risk.toml")
+    url_file = cfg.var_dir / "control.url"
+    base = (url_file.read_text().strip() if url_file.exists()
+            else f"http://{cfg.control.host}:{cfg.control.port}")  # fmt: skip
+    headers = {"Authorization": f"Bearer {control_token(cfg.var_dir)}"}
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with (aiohttp.ClientSession(headers=headers, timeout=timeout) as s,
+                s.request(method, base + path, json=body) as r):  # fmt: skip
+        data = await r.json()
+        if r.status >= 400:
+            raise SystemExit(f"{method} {path}: HTTP {r.status}: {data}")
+        return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments and run the command; returns the exit code."""
+    p = argparse.ArgumentParser(prog="python -m live", description=__doc__)
+    p.add_argument("--config-dir", type=Path, default=REPO_ROOT / "config")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="run a live session in the foreground")
+    run.add_argument("--duration", type=float, help="stop after this many seconds")
+    run.add_argument("--speed", type=float, help="sim replay speed (market s per wall s)")
+    run.add_argument("--mode", choices=["auto", "sim", "paper", "live"])
+    run.add_argument("--live", action="store_true", help="allow real-money mode")
+    sub.add_parser("status", help="print the running daemon's status")
+    kill = sub.add_parser("kill", help="halt trading and cancel every open order")
+    kill.add_argument("--reason", default="operator kill")
+    kill.add_argument("--by", default="cli")
+    resume = sub.add_parser("resume", help="release the kill switch")
+    resume.add_argument("--by", default="cli")
+    a = p.parse_args(argv)
+    try:
+        if a.cmd == "run":
+            from live.daemon import Daemon, format_summary
+
+            cfg = load_config(a.config_dir / "live.toml", a.config_dir / "risk.toml",
+                              duration_s=a.duration, sim_speed=a.speed, mode=a.mode)  # fmt: skip
+            summary = asyncio.run(Daemon(cfg, allow_live=a.live).run())
+            print(format_summary(summary))
+            return 0 if not summary["stop_reason"].startswith("component") else 1
+        path, method, body = {
+            "status": ("/status", "GET", None),
+            "kill": ("/kill", "POST", {"reason": getattr(a, "reason", ""), "by": a.__dict__.get("by")}),
+            "resume": ("/resume", "POST", {"by": a.__dict__.get("by")}),
+        }[a.cmd]  # fmt: skip
+        print(json.dumps(asyncio.run(_call(method, path, body, a.config_dir)), indent=2))
+        return 0
+    except ConfigurationError as e:
+        print(f"configuration error: {e}", file=sys.stderr)
+        return 2
+    except aiohttp.ClientConnectionError as e:
+        print(f"no daemon answering: {e}", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""What the daemon hands to each of its processes (picklable, immutable)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from live.bus import Bus
+from live.config import BrokerEndpoints, LiveConfig
+
+
+@dataclass(frozen=True)
+class ComponentContext:
+    """Per-session context of a component process.
+
+    Attributes
+    ----------
+    session_id : str
+        This daemon session's id (also in every audit row).
+    cfg : LiveConfig
+    bus : Bus
+        ZeroMQ endpoint addresses.
+    broker : BrokerEndpoints
+        Broker URLs and keys (execution and feed only use them).
+    dsn : str
+        Postgres connection string (audit writer).
+    approval_key : bytes
+        The risk gate's signing key; only the engine and execution see it.
+    halted : bool
+        Kill-switch state restored from Postgres at start.
+    """
+
+    session_id: str
+    cfg: LiveConfig
+    bus: Bus
+    broker: BrokerEndpoints
+    dsn: str
+    approval_key: bytes = field(repr=False)
+    halted: bool
+
+    @property
+    def var_dir(self) -> Path:
+        """The run-time folder (``.var``)."""
+        return self.cfg.var_dir

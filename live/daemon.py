@@ -1,0 +1,444 @@
+"""The daemon: starts, supervises and stops the live processes, and serves the control API.
+
+Start-up order: Postgres (embedded unless ``DATABASE_URL``) and migrations -> the
+promoted artefact is verified -> the simulator (``sim`` mode) -> audit writer ->
+execution (``trade_updates`` connected) -> engine (kernel compiled, pinned) -> feed.
+Each process must report in before the next starts. Shutdown runs in reverse: the feed
+stops first so no new bar arrives, execution cancels every open order, the engine takes
+the last fills, the audit writer drains, then a session summary is printed and stored.
+A child that dies stops the session (its exit code is printed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pandas as pd
+import psycopg
+import zmq
+import zmq.asyncio
+from aiohttp import web
+from tqdm import tqdm
+
+from live.aio import wait_for_event
+from live.audit import AuditEmitter, run_writer
+from live.bus import Bus, pack, socket, unpack
+from live.config import (
+    DATA_STREAM_URL,
+    LIVE_URL,
+    PAPER_URL,
+    BrokerEndpoints,
+    LiveConfig,
+    resolve_mode,
+)
+from live.context import ComponentContext
+from live.control import control_token, make_control_app
+from live.db import EmbeddedPostgres, migrate, port_is_free
+from live.engine import run_engine
+from live.execution import run_execution
+from live.feed import run_feed
+from live.logs import setup_logging
+from trader.exceptions import ConfigurationError, TemporaryError
+from trader.promote import load_artefact
+
+COMPONENTS: tuple[tuple[str, Callable[[ComponentContext], None]], ...] = (
+    ("audit", run_writer), ("execution", run_execution), ("engine", run_engine),
+    ("feed", run_feed),
+)  # fmt: skip
+KILL_KEY = "kill_switch"
+
+
+def _free_port() -> int:
+    import socket as s
+
+    with s.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _ipc_dir(var_dir: Path, session_id: str) -> Path:
+    d = var_dir / "ipc" / session_id[:8]
+    if len(str(d / "control")) > 90:  # ipc:// paths are limited to ~107 bytes
+        d = Path(tempfile.gettempdir()) / f"trader-ipc-{session_id[:8]}"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+class Daemon:
+    """One live session.
+
+    Parameters
+    ----------
+    cfg : LiveConfig
+    allow_live : bool
+        The ``--live`` flag (real money also needs ``TRADER_CONFIRM_LIVE``).
+    echo : bool
+        Print progress, orders and fills to stdout.
+
+    Raises
+    ------
+    ConfigurationError
+        Invalid mode/keys, a refused artefact, or Postgres that does not start.
+    """
+
+    def __init__(self, cfg: LiveConfig, *, allow_live: bool = False, echo: bool = True) -> None:
+        self.cfg = cfg
+        self.mode = resolve_mode(cfg, allow_live=allow_live)
+        self.artefact = load_artefact(cfg.models_dir, cfg.strategy, cfg.strategy_version)
+        self.echo = echo
+        self.session_id = uuid.uuid4().hex[:16]
+        self.log = setup_logging("daemon", cfg.var_dir)
+        self.status: dict[str, dict[str, Any]] = {}
+        self.halted = False
+        self.control_url = ""
+        self.summary: dict[str, Any] = {}
+        self._procs: dict[str, Any] = {}
+        self._sim: subprocess.Popen[bytes] | None = None
+        self._pg: EmbeddedPostgres | None = None
+        self._stop = asyncio.Event()
+        self._stop_reason = ""
+
+    # -- database ------------------------------------------------------------------------
+    def _start_database(self) -> str:
+        dsn = os.environ.get("DATABASE_URL")
+        if not dsn:
+            self._pg = EmbeddedPostgres(self.cfg.var_dir, self.cfg.database.embedded_port)
+            self._pg.start()
+            dsn = self._pg.dsn
+        migrate(dsn)
+        return dsn
+
+    def _sql(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            cur = conn.execute(query, params)  # type: ignore[arg-type]
+            return cur.fetchall() if cur.description else []
+
+    def _persist_kill(self, engaged: bool, reason: str, by: str) -> None:
+        value = json.dumps({"engaged": engaged, "reason": reason, "by": by,
+                            "session_id": self.session_id})  # fmt: skip
+        self._sql("INSERT INTO risk_state (key, value) VALUES (%s, %s) ON CONFLICT (key) DO "
+                  "UPDATE SET value = EXCLUDED.value, updated_at = now()", (KILL_KEY, value))  # fmt: skip
+
+    # -- broker --------------------------------------------------------------------------
+    def _broker(self) -> BrokerEndpoints:
+        key = os.environ.get("APCA_API_KEY_ID", "")
+        secret = os.environ.get("APCA_API_SECRET_KEY", "")
+        if self.mode == "sim":
+            port = _free_port()
+            sim = self.cfg.sim
+            cmd = [sys.executable, "-m", "live.sim", "--port", str(port),
+                   "--data", str(sim.data_path), "--symbol", self.cfg.symbol,
+                   "--start", sim.start.isoformat(), "--end", sim.end.isoformat(),
+                   "--speed", str(sim.speed), "--cash", str(sim.initial_cash)]  # fmt: skip
+            log = open(self.cfg.var_dir / "log" / "sim.log", "ab")  # noqa: SIM115
+            self._sim = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)  # fmt: skip
+            base = f"http://127.0.0.1:{port}"
+            return BrokerEndpoints(mode="sim", trading_url=base,
+                                   trade_stream_url=f"ws://127.0.0.1:{port}/stream",
+                                   data_stream_url=f"ws://127.0.0.1:{port}/v2/iex",
+                                   key_id=key or "sim-key", secret_key=secret or "sim-secret")  # fmt: skip
+        base = os.environ.get("APCA_API_BASE_URL") or (PAPER_URL if self.mode == "paper"
+                                                       else LIVE_URL)  # fmt: skip
+        ws = base.replace("https://", "wss://").replace("http://", "ws://") + "/stream"
+        return BrokerEndpoints(mode=self.mode, trading_url=base, trade_stream_url=ws,
+                               data_stream_url=DATA_STREAM_URL, key_id=key, secret_key=secret)  # fmt: skip
+
+    async def _wait_sim(self, http: aiohttp.ClientSession, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self._sim is not None
+            if self._sim.poll() is not None:
+                raise ConfigurationError(f"simulator exited with code {self._sim.returncode}; "
+                                         f"see {self.cfg.var_dir / 'log' / 'sim.log'}")  # fmt: skip
+            try:
+                async with http.get(f"{self.broker.trading_url}/sim/status") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+        raise TemporaryError("simulator did not answer within 60 s")
+
+    async def _sim_status(self, http: aiohttp.ClientSession) -> dict[str, Any]:
+        try:
+            async with http.get(f"{self.broker.trading_url}/sim/status") as r:
+                result: dict[str, Any] = await r.json()
+                return result
+        except aiohttp.ClientError:
+            return {}
+
+    # -- processes -----------------------------------------------------------------------
+    async def _read_status(self, pull: zmq.asyncio.Socket) -> None:
+        while True:
+            try:
+                snap = unpack(await pull.recv())
+            except ValueError as e:
+                self.log.error("malformed_status", error=str(e))
+                continue
+            self.status[snap["component"]] = snap
+
+    async def _read_exec(self, sub: zmq.asyncio.Socket, bar: tqdm[Any] | None) -> None:
+        while True:
+            ev = unpack(await sub.recv())
+            if ev.get("event") in ("fill", "partial_fill", "rejected") and bar is not None:
+                line = (f"{ev['event'].upper():<12} {ev.get('symbol', ''):<5} "
+                        f"{ev.get('qty', ''):>6} @ {ev.get('price', '')}  "
+                        f"{ev.get('client_order_id', '')} {ev.get('reason', '')}")  # fmt: skip
+                bar.write(line)
+
+    async def _start_component(self, name: str, target: Callable[[ComponentContext], None],
+                               timeout_s: float = 120) -> None:  # fmt: skip
+        proc = mp.get_context("spawn").Process(target=target, args=(self.ctx,), name=name)
+        proc.start()
+        self._procs[name] = proc
+        deadline = time.monotonic() + timeout_s
+        while name not in self.status:
+            if not proc.is_alive():
+                raise ConfigurationError(f"{name} exited with code {proc.exitcode} at start; "
+                                         f"see {self.cfg.var_dir / 'log' / (name + '.log')}")  # fmt: skip
+            if time.monotonic() > deadline:
+                raise TemporaryError(f"{name} did not report within {timeout_s} s")
+            await asyncio.sleep(0.05)
+
+    async def _stop_component(self, name: str, timeout_s: float = 20) -> None:
+        proc = self._procs.get(name)
+        if proc is None or not proc.is_alive():
+            return
+        proc.terminate()  # SIGTERM: graceful stop
+        deadline = time.monotonic() + timeout_s
+        while proc.is_alive() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if proc.is_alive():
+            self.log.error("component_kill", component=name)
+            proc.kill()
+        proc.join(1)
+
+    def not_ready(self) -> list[str]:
+        """Components that have not reported in yet (empty when ready)."""
+        return [n for n, _ in COMPONENTS if n not in self.status]
+
+    def describe(self) -> dict[str, Any]:
+        """The ``/status`` document."""
+        return {"mode": self.mode, "session_id": self.session_id,
+                "strategy": self.artefact.strategy, "strategy_version": self.artefact.version,
+                "symbol": self.cfg.symbol, "kill_switch": self.halted,
+                "components": self.status}  # fmt: skip
+
+    # -- kill switch ---------------------------------------------------------------------
+    async def kill(self, reason: str, by: str, timeout_s: float = 15) -> dict[str, Any]:
+        """Engage the kill switch: persist it, audit it, halt the engine and execution, and
+        wait until the broker reports no open order.
+
+        Returns
+        -------
+        dict
+            ``{"halted": True, "broker_open_orders": int, "confirmed": bool}``.
+        """
+        self.halted = True
+        self._persist_kill(True, reason, by)
+        self.audit.emit("kill", reason=reason, metadata={"by": by})
+        kill_id = uuid.uuid4().hex
+        self.control.send(pack({"cmd": "kill", "kill_id": kill_id, "reason": reason, "by": by}))
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            ex = self.status.get("execution", {})
+            if ex.get("kill_ack") == kill_id:
+                left = int(ex.get("broker_open_orders", -1))
+                return {"halted": True, "broker_open_orders": left, "confirmed": left == 0}
+            await asyncio.sleep(0.02)
+        return {"halted": True, "broker_open_orders": None, "confirmed": False}
+
+    async def resume(self, by: str) -> dict[str, Any]:
+        """Release the kill switch (persisted and audited)."""
+        self.halted = False
+        self._persist_kill(False, "resume", by)
+        self.audit.emit("resume", metadata={"by": by})
+        self.control.send(pack({"cmd": "resume", "by": by}))
+        return {"halted": False}
+
+    # -- run -----------------------------------------------------------------------------
+    def _progress(self, bar: tqdm[Any], sim: dict[str, Any]) -> None:
+        eng, ex = self.status.get("engine", {}), self.status.get("execution", {})
+        if sim.get("bars_total"):
+            bar.total = sim["bars_total"]
+        bar.n = eng.get("bars", 0)
+        ts = eng.get("last_bar_ts") or 0
+        when = (pd.Timestamp(ts, tz="UTC").tz_convert("America/New_York").strftime("%Y-%m-%d %H:%M ET")
+                if ts else "waiting for bars")  # fmt: skip
+        pos = eng.get("positions", {}).get(self.cfg.symbol, {}).get("qty", "0")
+        bar.set_description_str(when)
+        bar.set_postfix_str(f"orders {ex.get('submitted', 0)} fills {ex.get('fills', 0)} "
+                            f"pos {pos} realized {Decimal(eng.get('realized_pnl', 0)):+.2f} "
+                            f"unrealized {Decimal(eng.get('unrealized_pnl', 0)):+.2f}"
+                            f"{' HALTED' if self.halted else ''}")  # fmt: skip
+
+    async def run(self) -> dict[str, Any]:
+        """Run the session until the duration, the end of the replay, SIGINT/SIGTERM, or a
+        component failure; return the session summary."""
+        cfg = self.cfg
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.request_stop, f"signal {sig.name}")
+        self.dsn = self._start_database()
+        rows = self._sql("SELECT value FROM risk_state WHERE key = %s", (KILL_KEY,))
+        self.halted = bool(rows and rows[0][0].get("engaged"))
+        self._sql("INSERT INTO sessions (session_id, mode, strategy, strategy_version) VALUES "
+                  "(%s, %s, %s, %s)", (self.session_id, self.mode, self.artefact.strategy,
+                                       self.artefact.version))  # fmt: skip
+        self.broker = self._broker()
+        bus = Bus(_ipc_dir(cfg.var_dir, self.session_id))
+        self.ctx = ComponentContext(self.session_id, cfg, bus, self.broker, self.dsn,
+                                    secrets.token_bytes(32), self.halted)  # fmt: skip
+        zctx = zmq.asyncio.Context()
+        self.control = socket(zctx, zmq.PUB, bus.addr("control"), bind=True)
+        status_pull = socket(zctx, zmq.PULL, bus.addr("status"), bind=True)
+        status_task = asyncio.create_task(self._read_status(status_pull))
+        self.audit = AuditEmitter(socket(zctx, zmq.PUSH, bus.addr("audit")), self.session_id,
+                                  "daemon")  # fmt: skip
+        bar = tqdm(total=0, unit="bar", file=sys.stdout, disable=not self.echo,
+                   mininterval=0.5 if sys.stdout.isatty() else 10, dynamic_ncols=True)  # fmt: skip
+        runner: web.AppRunner | None = None
+        exec_task: asyncio.Task[None] | None = None
+        started = time.monotonic()
+        async with aiohttp.ClientSession() as http:
+            try:
+                if self._sim is not None:
+                    await self._wait_sim(http)
+                if self.halted:
+                    bar.write("KILL SWITCH ENGAGED (persisted): no orders until "
+                              "'python -m live resume'")  # fmt: skip
+                for name, target in COMPONENTS:
+                    await self._start_component(name, target)
+                    if name == "execution":
+                        exec_sub = socket(zctx, zmq.SUB, bus.addr("exec"), subscribe=b"")
+                        exec_task = asyncio.create_task(self._read_exec(exec_sub, bar))
+                runner = await self._serve_control()
+                bar.write(f"session {self.session_id} mode={self.mode} strategy="
+                          f"{self.artefact.strategy} v{self.artefact.version} "
+                          f"control={self.control_url}")  # fmt: skip
+                while not self._stop.is_set():
+                    dead = [n for n, p in self._procs.items() if not p.is_alive()]
+                    if dead:
+                        self.request_stop(f"component(s) died: {dead} (exit codes "
+                                          f"{[self._procs[n].exitcode for n in dead]})")  # fmt: skip
+                        break
+                    sim = await self._sim_status(http) if self._sim is not None else {}
+                    self._progress(bar, sim)
+                    if cfg.duration_s and time.monotonic() - started >= cfg.duration_s:
+                        self.request_stop(f"duration {cfg.duration_s:g} s reached")
+                    elif sim.get("done") and self.status.get("engine", {}).get("bars", 0) >= \
+                            sim.get("bars_sent", 0):  # fmt: skip
+                        self.request_stop("end of the replayed data")
+                    await wait_for_event(self._stop, 0.5)
+            finally:
+                bar.write(f"stopping: {self._stop_reason or 'start-up failed'}")
+                for name in ("feed", "execution", "engine", "audit"):
+                    await self._stop_component(name)
+                await asyncio.sleep(0.3)  # last status snapshots
+                if runner is not None:
+                    await runner.cleanup()
+                for t in (status_task, exec_task):
+                    if t is not None:
+                        t.cancel()
+                bar.close()
+                zctx.destroy(linger=0)
+                self.summary = await self._summarize(http)
+                self._stop_sim()
+                if self._pg is not None and os.environ.get("TRADER_KEEP_PG") != "1":
+                    self._pg.stop()
+        return self.summary
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the session to stop (idempotent)."""
+        if not self._stop.is_set():
+            self._stop_reason = reason
+            self._stop.set()
+
+    async def _serve_control(self) -> web.AppRunner:
+        c = self.cfg.control
+        if c.port and not port_is_free(c.port, c.host):
+            raise ConfigurationError(f"control API port {c.host}:{c.port} is in use (another "
+                                     "daemon?); set [control] port in config/live.toml")  # fmt: skip
+        runner = web.AppRunner(make_control_app(self, control_token(self.cfg.var_dir)),
+                               access_log=None)  # fmt: skip
+        await runner.setup()
+        site = web.TCPSite(runner, c.host, c.port)
+        await site.start()
+        port = runner.addresses[0][1]
+        self.control_url = f"http://{c.host}:{port}"
+        (self.cfg.var_dir / "control.url").write_text(self.control_url)
+        return runner
+
+    def _stop_sim(self) -> None:
+        if self._sim is not None and self._sim.poll() is None:
+            self._sim.terminate()
+            try:
+                self._sim.wait(10)
+            except subprocess.TimeoutExpired:
+                self._sim.kill()
+
+    async def _summarize(self, http: aiohttp.ClientSession) -> dict[str, Any]:
+        eng, ex = self.status.get("engine", {}), self.status.get("execution", {})
+        counts = dict(self._sql("SELECT event_type, count(*) FROM order_audit_trail WHERE "
+                                "session_id = %s GROUP BY 1 ORDER BY 1", (self.session_id,)))  # fmt: skip
+        broker_positions: dict[str, str] = {}
+        try:
+            async with http.get(f"{self.broker.trading_url}/v2/positions", headers={
+                    "APCA-API-KEY-ID": self.broker.key_id,
+                    "APCA-API-SECRET-KEY": self.broker.secret_key}) as r:  # fmt: skip
+                broker_positions = {p["symbol"]: p["qty"] for p in await r.json()}
+        except (aiohttp.ClientError, ValueError, KeyError):
+            pass
+        summary = {
+            "session_id": self.session_id, "mode": self.mode, "stop_reason": self._stop_reason,
+            "bars": eng.get("bars", 0), "orders_submitted": ex.get("submitted", 0),
+            "fills": ex.get("fills", 0), "orders_rejected": ex.get("rejected", 0),
+            "risk_denials": eng.get("denied", 0),
+            "broker_open_orders_at_stop": ex.get("broker_open_orders"),
+            "positions": {s: p["qty"] for s, p in eng.get("positions", {}).items()},
+            "broker_positions": broker_positions,
+            "realized_pnl": eng.get("realized_pnl", "0"),
+            "unrealized_pnl": eng.get("unrealized_pnl", "0"),
+            "audit_rows": sum(counts.values()), "audit_rows_by_event": counts,
+            "audit_spooled": self.status.get("audit", {}).get("spooled", 0),
+            "tick_to_intent_us_p50": eng.get("tick_to_intent_us_p50"),
+            "tick_to_intent_us_p99": eng.get("tick_to_intent_us_p99"),
+        }
+        self._sql("UPDATE sessions SET ended_at = now(), summary = %s WHERE session_id = %s",
+                  (json.dumps(summary), self.session_id))  # fmt: skip
+        (self.cfg.var_dir / "control.url").unlink(missing_ok=True)
+        return summary
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """Render a session summary for the terminal."""
+    lines = [
+        f"session {s['session_id']} ({s['mode']}) stopped: {s['stop_reason']}",
+        f"  bars {s['bars']}  orders {s['orders_submitted']}  fills {s['fills']}  "
+        f"rejected {s['orders_rejected']}  risk denials {s['risk_denials']}",
+        f"  open orders at the broker after stop: {s['broker_open_orders_at_stop']}",
+        f"  positions {s['positions'] or '{}'}  (broker: {s['broker_positions'] or '{}'})",
+        f"  realized P&L {Decimal(s['realized_pnl']):+.2f} USD  "
+        f"unrealized P&L {Decimal(s['unrealized_pnl']):+.2f} USD",
+        f"  audit rows written {s['audit_rows']} {s['audit_rows_by_event']}",
+    ]
+    if s.get("tick_to_intent_us_p50") is not None:
+        lines.append(f"  tick->intent p50 {s['tick_to_intent_us_p50']:.0f} us  "
+                     f"p99 {s['tick_to_intent_us_p99']:.0f} us")  # fmt: skip
+    return "\n".join(lines)

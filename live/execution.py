@@ -1,0 +1,284 @@
+"""The execution process: the only component that talks to the broker's order API.
+
+It accepts an order intent only if it carries a valid risk-gate signature
+(:func:`live.bus.verify_intent`), re-checks the kill switch and the hard per-order caps
+just before the wire, submits with a deterministic ``client_order_id`` (never twice: see
+:meth:`live.alpaca.AlpacaREST.submit_order_idempotent`), turns ``trade_updates`` into
+events for the engine and the audit trail (fills keyed by ``execution_id``), and on a
+kill request or at shutdown cancels every open order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from live.aio import wait_for_event
+from live.alpaca import AlpacaREST, trade_updates
+from live.audit import AuditEmitter
+from live.bus import pack, socket, unpack, verify_intent
+from live.context import ComponentContext
+from live.logs import setup_logging
+from trader.exceptions import OrderRejected, TemporaryError
+
+TERMINAL = {"filled", "canceled", "expired", "rejected", "replaced"}
+STREAM_EVENTS = {"partial_fill", "fill", "canceled", "expired", "rejected", "replaced"}
+
+
+@dataclass
+class TrackedOrder:
+    """What execution knows of an order it sent."""
+
+    client_order_id: str
+    correlation_id: str
+    symbol: str
+    side: str
+    qty: Decimal
+    broker_order_id: str | None = None
+    status: str = "submitted"
+    filled_qty: Decimal = Decimal(0)
+
+
+class Execution:
+    """State and handlers of the execution process (one asyncio loop)."""
+
+    def __init__(self, ctx: ComponentContext, zctx: zmq.asyncio.Context) -> None:
+        self.ctx = ctx
+        self.log = setup_logging("execution", ctx.var_dir)
+        self.limits = ctx.cfg.risk
+        self.halted = ctx.halted
+        self.rest = AlpacaREST(ctx.broker.trading_url, ctx.broker.key_id, ctx.broker.secret_key)
+        self.orders: dict[str, TrackedOrder] = {}
+        self.by_broker_id: dict[str, str] = {}
+        self.executions: set[str] = set()
+        self.counts = {"submitted": 0, "accepted": 0, "fills": 0, "rejected": 0, "refused": 0}
+        self.kill_ack = ""
+        bus = ctx.bus
+        self.intents = socket(zctx, zmq.PULL, bus.addr("intents"), bind=True)
+        self.events = socket(zctx, zmq.PUB, bus.addr("exec"), bind=True)
+        self.control = socket(zctx, zmq.SUB, bus.addr("control"), subscribe=b"")
+        self.status = socket(zctx, zmq.PUSH, bus.addr("status"))
+        self.audit = AuditEmitter(socket(zctx, zmq.PUSH, bus.addr("audit")), ctx.session_id,
+                                  "execution")  # fmt: skip
+        self.stream_up = asyncio.Event()
+
+    # -- intents -------------------------------------------------------------------------
+    def _refuse(self, intent: dict[str, Any], reason: str) -> str:
+        self.counts["refused"] += 1
+        self.audit.emit("rejected", correlation_id=intent.get("correlation_id"),
+                        client_order_id=intent.get("client_order_id"),
+                        symbol=intent.get("symbol"), side=intent.get("side"),
+                        qty=intent.get("qty"), order_type=intent.get("order_type"),
+                        time_in_force=intent.get("time_in_force"), status="refused",
+                        reason=reason)  # fmt: skip
+        self.log.warning("intent_refused", reason=reason,
+                         client_order_id=intent.get("client_order_id"))  # fmt: skip
+        return reason
+
+    def pre_wire_check(self, intent: dict[str, Any]) -> str:
+        """Return "" if ``intent`` may go to the broker, else the refusal reason."""
+        if not verify_intent(self.ctx.approval_key, intent):
+            return "unapproved: missing or invalid risk-gate signature"
+        if self.halted:
+            return "kill_switch: engaged"
+        qty = Decimal(intent["qty"])
+        if not 0 < qty <= self.limits.max_order_qty:
+            return f"max_order_qty: {qty} outside (0, {self.limits.max_order_qty}]"
+        notional = qty * Decimal(intent["ref_price"])
+        if notional > self.limits.max_order_notional:
+            return f"max_order_notional: {notional:.2f} > {self.limits.max_order_notional}"
+        if intent["client_order_id"] in self.orders:
+            return "duplicate client_order_id: already sent"
+        return ""
+
+    async def on_intent(self, raw: bytes) -> None:
+        """Check and submit one intent."""
+        try:
+            intent = unpack(raw)
+        except ValueError as e:
+            self.log.error("malformed_intent", error=str(e))
+            return
+        reason = self.pre_wire_check(intent)
+        if reason:
+            self._refuse(intent, reason)
+            if intent.get("client_order_id") not in self.orders:
+                self.events.send(pack({"event": "rejected", "client_order_id":
+                                       intent.get("client_order_id"), "reason": reason}))  # fmt: skip
+            return
+        coid = intent["client_order_id"]
+        o = TrackedOrder(coid, intent["correlation_id"], intent["symbol"], intent["side"],
+                         Decimal(intent["qty"]))  # fmt: skip
+        self.orders[coid] = o
+        body = {"symbol": o.symbol, "qty": str(o.qty), "side": o.side,
+                "type": intent["order_type"], "time_in_force": intent["time_in_force"],
+                "client_order_id": coid}  # fmt: skip
+        common = {"correlation_id": o.correlation_id, "client_order_id": coid,
+                  "symbol": o.symbol, "side": o.side, "qty": o.qty,
+                  "order_type": body["type"], "time_in_force": body["time_in_force"]}  # fmt: skip
+        self.audit.emit("submitted", **common, status="submitted")
+        self.counts["submitted"] += 1
+        try:
+            order = await self.rest.submit_order_idempotent(body)
+        except OrderRejected as e:
+            o.status = "rejected"
+            self.counts["rejected"] += 1
+            self.audit.emit("rejected", **common, status="rejected", reason=str(e))
+            self.events.send(pack({"event": "rejected", "client_order_id": coid,
+                                   "reason": str(e)}))  # fmt: skip
+            self.log.warning("order_rejected", client_order_id=coid, reason=str(e))
+            return
+        except TemporaryError as e:
+            # Outcome unknown: keep the order tracked as submitted; the stream or the
+            # shutdown reconciliation settles it. Never re-sent under a new id.
+            self.log.error("order_outcome_unknown", client_order_id=coid, error=str(e))
+            return
+        self._on_order_ack(o, order, common)
+
+    def _on_order_ack(self, o: TrackedOrder, order: dict[str, Any], common: dict[str, Any]) -> None:
+        o.broker_order_id = order["id"]
+        self.by_broker_id[order["id"]] = o.client_order_id
+        if o.status == "submitted":
+            o.status = order.get("status", "accepted")
+        self.counts["accepted"] += 1
+        self.audit.emit("accepted", **common, broker_order_id=o.broker_order_id, status=o.status)
+        self.events.send(pack({"event": "accepted", "client_order_id": o.client_order_id,
+                               "broker_order_id": o.broker_order_id}))  # fmt: skip
+
+    # -- trade updates -------------------------------------------------------------------
+    def on_trade_update(self, upd: dict[str, Any]) -> None:
+        """Apply one ``trade_updates`` event; fills are keyed by ``execution_id``."""
+        event = upd.get("event", "")
+        order = upd.get("order", {})
+        coid = order.get("client_order_id", "")
+        o = self.orders.get(coid)
+        if event not in STREAM_EVENTS or o is None:
+            return  # 'new' is audited from the POST response; foreign orders are ignored
+        o.status = order.get("status", o.status)
+        o.broker_order_id = o.broker_order_id or order.get("id")
+        base = {"correlation_id": o.correlation_id, "client_order_id": coid,
+                "broker_order_id": o.broker_order_id, "symbol": o.symbol, "side": o.side,
+                "order_type": order.get("type"), "time_in_force": order.get("time_in_force"),
+                "status": o.status}  # fmt: skip
+        if event in ("fill", "partial_fill"):
+            exec_id = upd["execution_id"]
+            if exec_id in self.executions:
+                return
+            self.executions.add(exec_id)
+            qty, price = Decimal(str(upd["qty"])), Decimal(str(upd["price"]))
+            o.filled_qty += qty
+            self.counts["fills"] += 1
+            self.audit.emit(event, **base, execution_id=exec_id, qty=qty, price=price,
+                            metadata={"position_qty": str(upd.get("position_qty")),
+                                      "broker_ts": upd.get("timestamp")})  # fmt: skip
+            signed = qty if o.side == "buy" else -qty
+            self.events.send(pack({"event": event, "client_order_id": coid,
+                                   "symbol": o.symbol, "qty": str(signed), "price": str(price),
+                                   "execution_id": exec_id, "status": o.status}))  # fmt: skip
+        else:
+            self.audit.emit(event, **base, qty=o.qty - o.filled_qty,
+                            reason=order.get("cancel_reason") or event)  # fmt: skip
+            self.events.send(pack({"event": event, "client_order_id": coid}))
+
+    async def consume_trade_updates(self) -> None:
+        """Run the ``trade_updates`` stream for the process lifetime."""
+        b = self.ctx.broker
+        async for upd in trade_updates(b.trade_stream_url, b.key_id, b.secret_key, self.stream_up):
+            self.on_trade_update(upd)
+
+    # -- kill switch and shutdown --------------------------------------------------------
+    def open_orders(self) -> list[TrackedOrder]:
+        """Orders sent in this session that are not in a terminal state."""
+        return [o for o in self.orders.values() if o.status not in TERMINAL]
+
+    async def cancel_everything(self, reason: str, timeout_s: float = 10.0) -> int:
+        """Cancel every open order at the broker and wait until none is open.
+
+        Returns
+        -------
+        int
+            Orders the broker still reports open at the deadline (0 on success).
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                results = await self.rest.cancel_all_orders()
+                for r in results:
+                    coid = self.by_broker_id.get(str(r.get("id")))
+                    if coid:
+                        o = self.orders[coid]
+                        self.audit.emit("cancel_request", correlation_id=o.correlation_id,
+                                        client_order_id=coid, broker_order_id=o.broker_order_id,
+                                        symbol=o.symbol, side=o.side, reason=reason,
+                                        status=str(r.get("status")))  # fmt: skip
+                still_open = await self.rest.list_orders("open")
+            except (TemporaryError, OrderRejected) as e:
+                self.log.error("cancel_all_failed", error=str(e))
+                still_open = [{}]
+            if not still_open or time.monotonic() > deadline:
+                return len(still_open)
+            await asyncio.sleep(0.1)
+
+    async def on_control(self, raw: bytes) -> None:
+        """Handle ``kill`` (halt + cancel all) and ``resume`` from the daemon."""
+        cmd = unpack(raw)
+        if cmd.get("cmd") == "kill":
+            self.halted = True
+            remaining = await self.cancel_everything(f"kill: {cmd.get('reason', '')}")
+            self.kill_ack = str(cmd.get("kill_id", ""))
+            self.log.warning("killed", open_orders_left=remaining, by=cmd.get("by"))
+            self.push_status(broker_open_orders=remaining)
+        elif cmd.get("cmd") == "resume":
+            self.halted = False
+            self.push_status()
+
+    def push_status(self, **extra: Any) -> None:
+        """Send a status snapshot to the daemon."""
+        self.status.send(pack({
+            "component": "execution", "halted": self.halted, "kill_ack": self.kill_ack,
+            "stream_connected": self.stream_up.is_set(), **self.counts,
+            "open_orders": [{"client_order_id": o.client_order_id, "symbol": o.symbol,
+                             "side": o.side, "qty": str(o.qty), "status": o.status,
+                             "filled_qty": str(o.filled_qty)} for o in self.open_orders()],
+            **extra,
+        }))  # fmt: skip
+
+
+async def _run(ctx: ComponentContext) -> None:
+    zctx = zmq.asyncio.Context()
+    ex = Execution(ctx, zctx)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    async with ex.rest:
+        stream_task = asyncio.create_task(ex.consume_trade_updates())
+        await asyncio.wait_for(ex.stream_up.wait(), timeout=30)
+
+        async def pump(sock: zmq.asyncio.Socket, handler: Any) -> None:
+            while True:
+                await handler(await sock.recv())
+
+        tasks = [asyncio.create_task(pump(ex.intents, ex.on_intent)),
+                 asyncio.create_task(pump(ex.control, ex.on_control))]  # fmt: skip
+        while not stop.is_set():
+            ex.push_status()
+            await wait_for_event(stop, 0.25)
+        for t in tasks:
+            t.cancel()
+        remaining = await ex.cancel_everything("shutdown")
+        await asyncio.sleep(0.3)  # let the stream deliver the last cancel/fill events
+        stream_task.cancel()
+        ex.push_status(broker_open_orders=remaining, stopped=True)
+        ex.log.info("stopped", open_orders_left=remaining, **ex.counts)
+    zctx.destroy(linger=2000)
+
+
+def run_execution(ctx: ComponentContext) -> None:
+    """Process entry point of the execution component (stops on SIGTERM)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    asyncio.run(_run(ctx))

@@ -1,0 +1,87 @@
+"""Strategies: parameter objects and the registry mapping a name to its step kernel."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from trader.exceptions import ConfigurationError
+from trader.strategy import nb
+
+
+class EmaRsiParams(BaseModel):
+    """Parameters of :func:`trader.strategy.nb.ema_rsi_step_nb` (validated on creation).
+
+    Raises
+    ------
+    pydantic.ValidationError
+        On an unknown key, a non-positive window, ``fast >= slow``, or an RSI level
+        outside (0, 100).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    fast: int = Field(12, ge=1, description="fast EMA span, bars")
+    slow: int = Field(26, ge=2, description="slow EMA span, bars")
+    rsi_window: int = Field(14, ge=1, description="RSI look-back, bars")
+    rsi_overbought: float = Field(70.0, gt=0, lt=100, description="no entry at/above this RSI")
+    qty: int = Field(100, ge=1, description="position size when long, shares")
+
+    @model_validator(mode="after")
+    def _fast_below_slow(self) -> EmaRsiParams:
+        if self.fast >= self.slow:
+            raise ValueError(f"fast ({self.fast}) must be below slow ({self.slow})")
+        return self
+
+    def to_array(self) -> np.ndarray:
+        """Return the kernel's parameter vector, shape (N_PARAMS,) float64."""
+        return np.array(
+            [self.fast, self.slow, self.rsi_window, self.rsi_overbought, self.qty],
+            dtype=np.float64,
+        )
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """What the backtester and the live engine need to run a strategy."""
+
+    name: str
+    params_type: type[EmaRsiParams]
+    step_nb: Callable[..., float]
+    state_size: int
+
+    def params(self, values: dict[str, Any]) -> EmaRsiParams:
+        """Validate ``values`` into this strategy's parameter object."""
+        return self.params_type(**values)
+
+    def new_state(self) -> np.ndarray:
+        """Return a zeroed state vector, shape (state_size,) float64."""
+        return np.zeros(self.state_size)
+
+
+STRATEGIES: dict[str, StrategySpec] = {
+    "ema_rsi": StrategySpec("ema_rsi", EmaRsiParams, nb.ema_rsi_step_nb, nb.STATE_SIZE),
+}
+
+
+def get_strategy(name: str) -> StrategySpec:
+    """Look up a strategy by name.
+
+    Raises
+    ------
+    ConfigurationError
+        If ``name`` is not registered.
+    """
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise ConfigurationError(
+            f"unknown strategy {name!r}; known: {sorted(STRATEGIES)}"
+        ) from None
+
+
+__all__ = ["STRATEGIES", "EmaRsiParams", "StrategySpec", "get_strategy", "nb"]

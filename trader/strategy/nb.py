@@ -1,0 +1,75 @@
+"""Strategy kernels: one step per bar, called by the backtester AND the live engine.
+
+A step kernel has the signature ``step_nb(state, params, close) -> target`` where
+``state`` is a float64 work array owned by the caller (pre-allocated, mutated in place),
+``params`` a float64 parameter vector and ``target`` the desired position in shares.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from trader.indicators.nb import ema_update_nb, rsi_update_nb
+
+# -- EMA crossover filtered by RSI ------------------------------------------------------
+# params layout
+P_FAST = 0
+P_SLOW = 1
+P_RSI_WINDOW = 2
+P_RSI_OVERBOUGHT = 3
+P_QTY = 4
+N_PARAMS = 5
+# state layout: ema_fast[0:2], ema_slow[2:4], rsi[4:8], target[8]
+STATE_SIZE = 9
+
+
+@njit(cache=True)
+def ema_rsi_step_nb(state: np.ndarray, params: np.ndarray, close: float) -> float:
+    """One bar of the EMA-crossover strategy with an RSI entry filter.
+
+    Rules (evaluated on the bar's close, acted on at the next bar's open):
+
+    * long ``params[P_QTY]`` shares when ``EMA(fast) > EMA(slow)`` and
+      ``RSI < params[P_RSI_OVERBOUGHT]`` (do not buy into an overbought market);
+    * flat when ``EMA(fast) <= EMA(slow)``;
+    * otherwise keep the previous target (an overbought up-trend is held, not entered).
+
+    No signal until all indicators are warm (``max(slow, rsi_window + 1)`` bars).
+
+    Parameters
+    ----------
+    state : ndarray, shape (STATE_SIZE,), float64
+        Zeros at the start; mutated in place.
+    params : ndarray, shape (N_PARAMS,), float64
+        ``[fast, slow, rsi_window, rsi_overbought, qty]`` (bars, bars, bars, RSI points,
+        shares).
+    close : float
+        The bar's close, USD.
+
+    Returns
+    -------
+    float
+        Target position, shares (0 or ``qty``).
+    """
+    fast = ema_update_nb(state[0:2], close, int(params[P_FAST]))
+    slow = ema_update_nb(state[2:4], close, int(params[P_SLOW]))
+    r = rsi_update_nb(state[4:8], close, int(params[P_RSI_WINDOW]))
+    target = state[8]
+    if not (np.isnan(fast) or np.isnan(slow) or np.isnan(r)):
+        if fast <= slow:
+            target = 0.0
+        elif r < params[P_RSI_OVERBOUGHT]:
+            target = params[P_QTY]
+    state[8] = target
+    return target
+
+
+@njit(cache=True)
+def order_qty_nb(target: float, position: float, pending: float) -> float:
+    """Signed order quantity (shares) that moves ``position + pending`` to ``target``.
+
+    ``pending`` is the signed quantity of orders sent but not yet filled, so a target is
+    never ordered twice while its first order is in flight.
+    """
+    return target - (position + pending)
