@@ -23,12 +23,17 @@ from trader.exceptions import ConfigurationError
 async def _call(method: str, path: str, body: dict[str, Any] | None, cfg_dir: Path) -> Any:
     cfg = load_config(cfg_dir / "live.toml", cfg_dir / "risk.toml")
     url_file = cfg.var_dir / "control.url"
-    base = (url_file.read_text().strip() if url_file.exists()
-            else f"http://{cfg.control.host}:{cfg.control.port}")  # fmt: skip
+    base = (
+        url_file.read_text().strip()
+        if url_file.exists()
+        else f"http://{cfg.control.host}:{cfg.control.port}"
+    )
     headers = {"Authorization": f"Bearer {control_token(cfg.var_dir)}"}
     timeout = aiohttp.ClientTimeout(total=30)
-    async with (aiohttp.ClientSession(headers=headers, timeout=timeout) as s,
-                s.request(method, base + path, json=body) as r):  # fmt: skip
+    async with (
+        aiohttp.ClientSession(headers=headers, timeout=timeout) as s,
+        s.request(method, base + path, json=body) as r,
+    ):
         data = await r.json()
         if r.status >= 400:
             raise SystemExit(f"{method} {path}: HTTP {r.status}: {data}")
@@ -56,16 +61,25 @@ def main(argv: list[str] | None = None) -> int:
         if a.cmd == "run":
             from live.daemon import Daemon, format_summary
 
-            cfg = load_config(a.config_dir / "live.toml", a.config_dir / "risk.toml",
-                              duration_s=a.duration, sim_speed=a.speed, mode=a.mode)  # fmt: skip
+            cfg = load_config(
+                a.config_dir / "live.toml",
+                a.config_dir / "risk.toml",
+                duration_s=a.duration,
+                sim_speed=a.speed,
+                mode=a.mode,
+            )
             summary = asyncio.run(Daemon(cfg, allow_live=a.live).run())
             print(format_summary(summary))
             return 0 if not summary["stop_reason"].startswith("component") else 1
         path, method, body = {
             "status": ("/status", "GET", None),
-            "kill": ("/kill", "POST", {"reason": getattr(a, "reason", ""), "by": a.__dict__.get("by")}),
+            "kill": (
+                "/kill",
+                "POST",
+                {"reason": getattr(a, "reason", ""), "by": a.__dict__.get("by")},
+            ),
             "resume": ("/resume", "POST", {"by": a.__dict__.get("by")}),
-        }[a.cmd]  # fmt: skip
+        }[a.cmd]
         print(json.dumps(asyncio.run(_call(method, path, body, a.config_dir)), indent=2))
         return 0
     except ConfigurationError as e:

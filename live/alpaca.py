@@ -87,8 +87,9 @@ class AlpacaREST:
                 code, message = err.get("code"), err.get("message", text)
             except ValueError:
                 code, message = None, text
-            raise OrderRejected(f"{method} {path}: HTTP {status}: {message}", status=status,
-                                code=code)  # fmt: skip
+            raise OrderRejected(
+                f"{method} {path}: HTTP {status}: {message}", status=status, code=code
+            )
         return json.loads(text) if text else None
 
     async def submit_order(self, order: dict[str, Any]) -> dict[str, Any]:
@@ -191,8 +192,12 @@ async def trade_updates(
         while True:
             try:
                 async with session.ws_connect(url, heartbeat=10.0) as ws:
-                    await ws.send_json({"action": "authenticate",
-                                        "data": {"key_id": key_id, "secret_key": secret_key}})  # fmt: skip
+                    await ws.send_json(
+                        {
+                            "action": "authenticate",
+                            "data": {"key_id": key_id, "secret_key": secret_key},
+                        }
+                    )
                     await ws.send_json({"action": "listen", "data": {"streams": ["trade_updates"]}})
                     async for msg in _decode_frames(ws):
                         stream = msg.get("stream")

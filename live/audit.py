@@ -27,10 +27,25 @@ from live.context import ComponentContext
 from live.logs import setup_logging
 
 COLUMNS = (
-    "ts", "session_id", "source", "source_seq", "event_type", "correlation_id",
-    "client_order_id", "broker_order_id", "execution_id", "symbol", "side", "qty", "price",
-    "order_type", "time_in_force", "status", "reason", "metadata",
-)  # fmt: skip
+    "ts",
+    "session_id",
+    "source",
+    "source_seq",
+    "event_type",
+    "correlation_id",
+    "client_order_id",
+    "broker_order_id",
+    "execution_id",
+    "symbol",
+    "side",
+    "qty",
+    "price",
+    "order_type",
+    "time_in_force",
+    "status",
+    "reason",
+    "metadata",
+)
 
 
 class AuditEmitter:
@@ -57,10 +72,15 @@ class AuditEmitter:
         """
         self.seq += 1
         fields.setdefault("ts", time.time_ns())
-        event = {k: (str(v) if k in ("qty", "price") and v is not None else v)
-                 for k, v in fields.items()}  # fmt: skip
-        event.update(session_id=self.session_id, source=self.source, source_seq=self.seq,
-                     event_type=event_type)  # fmt: skip
+        event = {
+            k: (str(v) if k in ("qty", "price") and v is not None else v) for k, v in fields.items()
+        }
+        event.update(
+            session_id=self.session_id,
+            source=self.source,
+            source_seq=self.seq,
+            event_type=event_type,
+        )
         self.sock.send(pack(event))
 
 
@@ -117,13 +137,19 @@ class AuditStore:
             if batch:
                 self.written += self._insert(batch)
         except psycopg.Error:
-            self.conn = None
+            self.close()
             with open(self.spool, "a") as f:
                 for ev in batch:
                     f.write(json.dumps(ev) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
             self.spooled += len(batch)
+
+    def close(self) -> None:
+        """Close the database connection (reopened by the next write)."""
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
 
     def _replay_spool(self) -> None:
         lines = self.spool.read_text().splitlines()
@@ -166,13 +192,21 @@ def run_writer(ctx: ComponentContext) -> None:
             idle_since = time.monotonic()
         now = time.monotonic()
         if now - last_status > 0.25 or stopping:
-            status.send(pack({"component": "audit", "written": store.written,
-                              "spooled": store.spooled,
-                              "spool_pending": store.spool.exists()}))  # fmt: skip
+            status.send(
+                pack(
+                    {
+                        "component": "audit",
+                        "written": store.written,
+                        "spooled": store.spooled,
+                        "spool_pending": store.spool.exists(),
+                    }
+                )
+            )
             last_status = now
         # after SIGTERM keep draining until 0.5 s without events and nothing spooled
         if stopping and now - idle_since > 0.5 and not store.spool.exists():
             break
+    store.close()
     log.info("stopped", written=store.written, spooled=store.spooled)
     pull.close()
     status.close()

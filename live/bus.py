@@ -29,8 +29,16 @@ import zmq
 ENDPOINTS = ("md", "intents", "exec", "audit", "control", "status")
 
 #: Fields of an order intent covered by the risk gate's signature, in order.
-SIGNED_FIELDS = ("session_id", "seq", "client_order_id", "symbol", "side", "qty", "order_type",
-                 "time_in_force")  # fmt: skip
+SIGNED_FIELDS = (
+    "session_id",
+    "seq",
+    "client_order_id",
+    "symbol",
+    "side",
+    "qty",
+    "order_type",
+    "time_in_force",
+)
 
 
 @dataclass(frozen=True)
@@ -46,8 +54,14 @@ class Bus:
         return f"ipc://{self.ipc_dir / name}"
 
 
-def socket(ctx: zmq.Context[Any], kind: int, addr: str, *, bind: bool = False,
-           subscribe: bytes | None = None) -> zmq.Socket[Any]:  # fmt: skip
+def socket(
+    ctx: zmq.Context[Any],
+    kind: int,
+    addr: str,
+    *,
+    bind: bool = False,
+    subscribe: bytes | None = None,
+) -> zmq.Socket[Any]:
     """Create a socket with the bus's options: no send/receive high-water mark (events are
     never dropped), a 2 s linger so queued events flush on close."""
     s = ctx.socket(kind)

@@ -73,9 +73,11 @@ class _StatusCollector(Collector):
         for sym, p in eng.get("positions", {}).items():
             pos.add_metric([sym], float(p["qty"]))
         yield pos
-        for name, key in (("trader_realized_pnl_usd", "realized_pnl"),
-                          ("trader_unrealized_pnl_usd", "unrealized_pnl"),
-                          ("trader_day_pnl_usd", "day_pnl")):  # fmt: skip
+        for name, key in (
+            ("trader_realized_pnl_usd", "realized_pnl"),
+            ("trader_unrealized_pnl_usd", "unrealized_pnl"),
+            ("trader_day_pnl_usd", "day_pnl"),
+        ):
             g = GaugeMetricFamily(name, f"{key.replace('_', ' ')}, USD")
             g.add_metric([], float(eng.get(key, 0)))
             yield g
@@ -96,8 +98,9 @@ class _StatusCollector(Collector):
             yield c
         for q in ("p50", "p99"):
             v = eng.get(f"tick_to_intent_us_{q}")
-            g = GaugeMetricFamily(f"trader_tick_to_intent_{q}_us",
-                                  f"tick to order intent latency {q}, microseconds")  # fmt: skip
+            g = GaugeMetricFamily(
+                f"trader_tick_to_intent_{q}_us", f"tick to order intent latency {q}, microseconds"
+            )
             g.add_metric([], float("nan") if v is None else float(v))
             yield g
 
@@ -113,8 +116,7 @@ def make_control_app(daemon: Daemon, token: str) -> web.Application:
     ) -> web.StreamResponse:
         given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            daemon.log.warning("control_unauthorized", path=request.path,
-                               remote=request.remote)  # fmt: skip
+            daemon.log.warning("control_unauthorized", path=request.path, remote=request.remote)
             return web.json_response({"error": "unauthorized"}, status=401)
         return await handler(request)
 
@@ -123,12 +125,14 @@ def make_control_app(daemon: Daemon, token: str) -> web.Application:
 
     async def ready(_: web.Request) -> web.Response:
         missing = daemon.not_ready()
-        return web.json_response({"ready": not missing, "waiting_for": missing},
-                                 status=200 if not missing else 503)  # fmt: skip
+        return web.json_response(
+            {"ready": not missing, "waiting_for": missing}, status=200 if not missing else 503
+        )
 
     async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(registry),
-                            headers={"Content-Type": CONTENT_TYPE_LATEST})  # fmt: skip
+        return web.Response(
+            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
 
     async def status(_: web.Request) -> web.Response:
         return web.json_response(daemon.describe())
@@ -149,9 +153,16 @@ def make_control_app(daemon: Daemon, token: str) -> web.Application:
         return web.json_response(await daemon.resume(str(body.get("by", "api"))))
 
     app = web.Application(middlewares=[auth])
-    app.add_routes([
-        web.get("/health", health), web.get("/ready", ready), web.get("/metrics", metrics),
-        web.get("/status", status), web.get("/positions", positions),
-        web.get("/orders", orders), web.post("/kill", kill), web.post("/resume", resume),
-    ])  # fmt: skip
+    app.add_routes(
+        [
+            web.get("/health", health),
+            web.get("/ready", ready),
+            web.get("/metrics", metrics),
+            web.get("/status", status),
+            web.get("/positions", positions),
+            web.get("/orders", orders),
+            web.post("/kill", kill),
+            web.post("/resume", resume),
+        ]
+    )
     return app

@@ -57,9 +57,11 @@ from trader.exceptions import ConfigurationError, TemporaryError
 from trader.promote import load_artefact
 
 COMPONENTS: tuple[tuple[str, Callable[[ComponentContext], None]], ...] = (
-    ("audit", run_writer), ("execution", run_execution), ("engine", run_engine),
+    ("audit", run_writer),
+    ("execution", run_execution),
+    ("engine", run_engine),
     ("feed", run_feed),
-)  # fmt: skip
+)
 KILL_KEY = "kill_switch"
 
 
@@ -129,10 +131,14 @@ class Daemon:
             return cur.fetchall() if cur.description else []
 
     def _persist_kill(self, engaged: bool, reason: str, by: str) -> None:
-        value = json.dumps({"engaged": engaged, "reason": reason, "by": by,
-                            "session_id": self.session_id})  # fmt: skip
-        self._sql("INSERT INTO risk_state (key, value) VALUES (%s, %s) ON CONFLICT (key) DO "
-                  "UPDATE SET value = EXCLUDED.value, updated_at = now()", (KILL_KEY, value))  # fmt: skip
+        value = json.dumps(
+            {"engaged": engaged, "reason": reason, "by": by, "session_id": self.session_id}
+        )
+        self._sql(
+            "INSERT INTO risk_state (key, value) VALUES (%s, %s) ON CONFLICT (key) DO "
+            "UPDATE SET value = EXCLUDED.value, updated_at = now()",
+            (KILL_KEY, value),
+        )
 
     # -- broker --------------------------------------------------------------------------
     def _broker(self) -> BrokerEndpoints:
@@ -141,31 +147,60 @@ class Daemon:
         if self.mode == "sim":
             port = _free_port()
             sim = self.cfg.sim
-            cmd = [sys.executable, "-m", "live.sim", "--port", str(port),
-                   "--data", str(sim.data_path), "--symbol", self.cfg.symbol,
-                   "--start", sim.start.isoformat(), "--end", sim.end.isoformat(),
-                   "--speed", str(sim.speed), "--cash", str(sim.initial_cash)]  # fmt: skip
+            cmd = [
+                sys.executable,
+                "-m",
+                "live.sim",
+                "--port",
+                str(port),
+                "--data",
+                str(sim.data_path),
+                "--symbol",
+                self.cfg.symbol,
+                "--start",
+                sim.start.isoformat(),
+                "--end",
+                sim.end.isoformat(),
+                "--speed",
+                str(sim.speed),
+                "--cash",
+                str(sim.initial_cash),
+            ]
             log = open(self.cfg.var_dir / "log" / "sim.log", "ab")  # noqa: SIM115
-            self._sim = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)  # fmt: skip
+            self._sim = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
             base = f"http://127.0.0.1:{port}"
-            return BrokerEndpoints(mode="sim", trading_url=base,
-                                   trade_stream_url=f"ws://127.0.0.1:{port}/stream",
-                                   data_stream_url=f"ws://127.0.0.1:{port}/v2/iex",
-                                   key_id=key or "sim-key", secret_key=secret or "sim-secret")  # fmt: skip
-        base = os.environ.get("APCA_API_BASE_URL") or (PAPER_URL if self.mode == "paper"
-                                                       else LIVE_URL)  # fmt: skip
+            return BrokerEndpoints(
+                mode="sim",
+                trading_url=base,
+                trade_stream_url=f"ws://127.0.0.1:{port}/stream",
+                data_stream_url=f"ws://127.0.0.1:{port}/v2/iex",
+                key_id=key or "sim-key",
+                secret_key=secret or "sim-secret",
+            )
+        base = os.environ.get("APCA_API_BASE_URL") or (
+            PAPER_URL if self.mode == "paper" else LIVE_URL
+        )
         ws = base.replace("https://", "wss://").replace("http://", "ws://") + "/stream"
-        return BrokerEndpoints(mode=self.mode, trading_url=base, trade_stream_url=ws,
-                               data_stream_url=DATA_STREAM_URL, key_id=key, secret_key=secret)  # fmt: skip
+        return BrokerEndpoints(
+            mode=self.mode,
+            trading_url=base,
+            trade_stream_url=ws,
+            data_stream_url=DATA_STREAM_URL,
+            key_id=key,
+            secret_key=secret,
+        )
 
     async def _wait_sim(self, http: aiohttp.ClientSession, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             assert self._sim is not None
             if self._sim.poll() is not None:
-                raise ConfigurationError(f"simulator exited with code {self._sim.returncode}; "
-                                         f"see {self.cfg.var_dir / 'log' / 'sim.log'}")  # fmt: skip
+                raise ConfigurationError(
+                    f"simulator exited with code {self._sim.returncode}; "
+                    f"see {self.cfg.var_dir / 'log' / 'sim.log'}"
+                )
             try:
                 async with http.get(f"{self.broker.trading_url}/sim/status") as r:
                     if r.status == 200:
@@ -197,21 +232,26 @@ class Daemon:
         while True:
             ev = unpack(await sub.recv())
             if ev.get("event") in ("fill", "partial_fill", "rejected") and bar is not None:
-                line = (f"{ev['event'].upper():<12} {ev.get('symbol', ''):<5} "
-                        f"{ev.get('qty', ''):>6} @ {ev.get('price', '')}  "
-                        f"{ev.get('client_order_id', '')} {ev.get('reason', '')}")  # fmt: skip
+                line = (
+                    f"{ev['event'].upper():<12} {ev.get('symbol', ''):<5} "
+                    f"{ev.get('qty', ''):>6} @ {ev.get('price', '')}  "
+                    f"{ev.get('client_order_id', '')} {ev.get('reason', '')}"
+                )
                 bar.write(line)
 
-    async def _start_component(self, name: str, target: Callable[[ComponentContext], None],
-                               timeout_s: float = 120) -> None:  # fmt: skip
+    async def _start_component(
+        self, name: str, target: Callable[[ComponentContext], None], timeout_s: float = 120
+    ) -> None:
         proc = mp.get_context("spawn").Process(target=target, args=(self.ctx,), name=name)
         proc.start()
         self._procs[name] = proc
         deadline = time.monotonic() + timeout_s
         while name not in self.status:
             if not proc.is_alive():
-                raise ConfigurationError(f"{name} exited with code {proc.exitcode} at start; "
-                                         f"see {self.cfg.var_dir / 'log' / (name + '.log')}")  # fmt: skip
+                raise ConfigurationError(
+                    f"{name} exited with code {proc.exitcode} at start; "
+                    f"see {self.cfg.var_dir / 'log' / (name + '.log')}"
+                )
             if time.monotonic() > deadline:
                 raise TemporaryError(f"{name} did not report within {timeout_s} s")
             await asyncio.sleep(0.05)
@@ -235,10 +275,16 @@ class Daemon:
 
     def describe(self) -> dict[str, Any]:
         """The ``/status`` document."""
-        return {"mode": self.mode, "session_id": self.session_id,
-                "strategy": self.artefact.strategy, "strategy_version": self.artefact.version,
-                "symbol": self.cfg.symbol, "kill_switch": self.halted,
-                "components": self.status}  # fmt: skip
+        return {
+            "mode": self.mode,
+            "session_id": self.session_id,
+            "strategy": self.artefact.strategy,
+            "strategy_version": self.artefact.version,
+            "symbol": self.cfg.symbol,
+            "kill_switch": self.halted,
+            "broker_url": self.broker.trading_url if hasattr(self, "broker") else None,
+            "components": self.status,
+        }
 
     # -- kill switch ---------------------------------------------------------------------
     async def kill(self, reason: str, by: str, timeout_s: float = 15) -> dict[str, Any]:
@@ -279,14 +325,19 @@ class Daemon:
             bar.total = sim["bars_total"]
         bar.n = eng.get("bars", 0)
         ts = eng.get("last_bar_ts") or 0
-        when = (pd.Timestamp(ts, tz="UTC").tz_convert("America/New_York").strftime("%Y-%m-%d %H:%M ET")
-                if ts else "waiting for bars")  # fmt: skip
+        when = (
+            pd.Timestamp(ts, tz="UTC").tz_convert("America/New_York").strftime("%Y-%m-%d %H:%M ET")
+            if ts
+            else "waiting for bars"
+        )
         pos = eng.get("positions", {}).get(self.cfg.symbol, {}).get("qty", "0")
         bar.set_description_str(when)
-        bar.set_postfix_str(f"orders {ex.get('submitted', 0)} fills {ex.get('fills', 0)} "
-                            f"pos {pos} realized {Decimal(eng.get('realized_pnl', 0)):+.2f} "
-                            f"unrealized {Decimal(eng.get('unrealized_pnl', 0)):+.2f}"
-                            f"{' HALTED' if self.halted else ''}")  # fmt: skip
+        bar.set_postfix_str(
+            f"orders {ex.get('submitted', 0)} fills {ex.get('fills', 0)} "
+            f"pos {pos} realized {Decimal(eng.get('realized_pnl', 0)):+.2f} "
+            f"unrealized {Decimal(eng.get('unrealized_pnl', 0)):+.2f}"
+            f"{' HALTED' if self.halted else ''}"
+        )
 
     async def run(self) -> dict[str, Any]:
         """Run the session until the duration, the end of the replay, SIGINT/SIGTERM, or a
@@ -298,21 +349,31 @@ class Daemon:
         self.dsn = self._start_database()
         rows = self._sql("SELECT value FROM risk_state WHERE key = %s", (KILL_KEY,))
         self.halted = bool(rows and rows[0][0].get("engaged"))
-        self._sql("INSERT INTO sessions (session_id, mode, strategy, strategy_version) VALUES "
-                  "(%s, %s, %s, %s)", (self.session_id, self.mode, self.artefact.strategy,
-                                       self.artefact.version))  # fmt: skip
+        self._sql(
+            "INSERT INTO sessions (session_id, mode, strategy, strategy_version) VALUES "
+            "(%s, %s, %s, %s)",
+            (self.session_id, self.mode, self.artefact.strategy, self.artefact.version),
+        )
         self.broker = self._broker()
         bus = Bus(_ipc_dir(cfg.var_dir, self.session_id))
-        self.ctx = ComponentContext(self.session_id, cfg, bus, self.broker, self.dsn,
-                                    secrets.token_bytes(32), self.halted)  # fmt: skip
+        self.ctx = ComponentContext(
+            self.session_id, cfg, bus, self.broker, self.dsn, secrets.token_bytes(32), self.halted
+        )
         zctx = zmq.asyncio.Context()
         self.control = socket(zctx, zmq.PUB, bus.addr("control"), bind=True)
         status_pull = socket(zctx, zmq.PULL, bus.addr("status"), bind=True)
         status_task = asyncio.create_task(self._read_status(status_pull))
-        self.audit = AuditEmitter(socket(zctx, zmq.PUSH, bus.addr("audit")), self.session_id,
-                                  "daemon")  # fmt: skip
-        bar = tqdm(total=0, unit="bar", file=sys.stdout, disable=not self.echo,
-                   mininterval=0.5 if sys.stdout.isatty() else 10, dynamic_ncols=True)  # fmt: skip
+        self.audit = AuditEmitter(
+            socket(zctx, zmq.PUSH, bus.addr("audit")), self.session_id, "daemon"
+        )
+        bar = tqdm(
+            total=0,
+            unit="bar",
+            file=sys.stdout,
+            disable=not self.echo,
+            mininterval=0.5 if sys.stdout.isatty() else 10,
+            dynamic_ncols=True,
+        )
         runner: web.AppRunner | None = None
         exec_task: asyncio.Task[None] | None = None
         started = time.monotonic()
@@ -321,29 +382,35 @@ class Daemon:
                 if self._sim is not None:
                     await self._wait_sim(http)
                 if self.halted:
-                    bar.write("KILL SWITCH ENGAGED (persisted): no orders until "
-                              "'python -m live resume'")  # fmt: skip
+                    bar.write(
+                        "KILL SWITCH ENGAGED (persisted): no orders until 'python -m live resume'"
+                    )
                 for name, target in COMPONENTS:
                     await self._start_component(name, target)
                     if name == "execution":
                         exec_sub = socket(zctx, zmq.SUB, bus.addr("exec"), subscribe=b"")
                         exec_task = asyncio.create_task(self._read_exec(exec_sub, bar))
                 runner = await self._serve_control()
-                bar.write(f"session {self.session_id} mode={self.mode} strategy="
-                          f"{self.artefact.strategy} v{self.artefact.version} "
-                          f"control={self.control_url}")  # fmt: skip
+                bar.write(
+                    f"session {self.session_id} mode={self.mode} strategy="
+                    f"{self.artefact.strategy} v{self.artefact.version} "
+                    f"control={self.control_url}"
+                )
                 while not self._stop.is_set():
                     dead = [n for n, p in self._procs.items() if not p.is_alive()]
                     if dead:
-                        self.request_stop(f"component(s) died: {dead} (exit codes "
-                                          f"{[self._procs[n].exitcode for n in dead]})")  # fmt: skip
+                        self.request_stop(
+                            f"component(s) died: {dead} (exit codes "
+                            f"{[self._procs[n].exitcode for n in dead]})"
+                        )
                         break
                     sim = await self._sim_status(http) if self._sim is not None else {}
                     self._progress(bar, sim)
                     if cfg.duration_s and time.monotonic() - started >= cfg.duration_s:
                         self.request_stop(f"duration {cfg.duration_s:g} s reached")
-                    elif sim.get("done") and self.status.get("engine", {}).get("bars", 0) >= \
-                            sim.get("bars_sent", 0):  # fmt: skip
+                    elif sim.get("done") and self.status.get("engine", {}).get(
+                        "bars", 0
+                    ) >= sim.get("bars_sent", 0):
                         self.request_stop("end of the replayed data")
                     await wait_for_event(self._stop, 0.5)
             finally:
@@ -373,10 +440,13 @@ class Daemon:
     async def _serve_control(self) -> web.AppRunner:
         c = self.cfg.control
         if c.port and not port_is_free(c.port, c.host):
-            raise ConfigurationError(f"control API port {c.host}:{c.port} is in use (another "
-                                     "daemon?); set [control] port in config/live.toml")  # fmt: skip
-        runner = web.AppRunner(make_control_app(self, control_token(self.cfg.var_dir)),
-                               access_log=None)  # fmt: skip
+            raise ConfigurationError(
+                f"control API port {c.host}:{c.port} is in use (another "
+                "daemon?); set [control] port in config/live.toml"
+            )
+        runner = web.AppRunner(
+            make_control_app(self, control_token(self.cfg.var_dir)), access_log=None
+        )
         await runner.setup()
         site = web.TCPSite(runner, c.host, c.port)
         await site.start()
@@ -395,33 +465,49 @@ class Daemon:
 
     async def _summarize(self, http: aiohttp.ClientSession) -> dict[str, Any]:
         eng, ex = self.status.get("engine", {}), self.status.get("execution", {})
-        counts = dict(self._sql("SELECT event_type, count(*) FROM order_audit_trail WHERE "
-                                "session_id = %s GROUP BY 1 ORDER BY 1", (self.session_id,)))  # fmt: skip
+        counts = dict(
+            self._sql(
+                "SELECT event_type, count(*) FROM order_audit_trail WHERE "
+                "session_id = %s GROUP BY 1 ORDER BY 1",
+                (self.session_id,),
+            )
+        )
         broker_positions: dict[str, str] = {}
         try:
-            async with http.get(f"{self.broker.trading_url}/v2/positions", headers={
+            async with http.get(
+                f"{self.broker.trading_url}/v2/positions",
+                headers={
                     "APCA-API-KEY-ID": self.broker.key_id,
-                    "APCA-API-SECRET-KEY": self.broker.secret_key}) as r:  # fmt: skip
+                    "APCA-API-SECRET-KEY": self.broker.secret_key,
+                },
+            ) as r:
                 broker_positions = {p["symbol"]: p["qty"] for p in await r.json()}
         except (aiohttp.ClientError, ValueError, KeyError):
             pass
         summary = {
-            "session_id": self.session_id, "mode": self.mode, "stop_reason": self._stop_reason,
-            "bars": eng.get("bars", 0), "orders_submitted": ex.get("submitted", 0),
-            "fills": ex.get("fills", 0), "orders_rejected": ex.get("rejected", 0),
+            "session_id": self.session_id,
+            "mode": self.mode,
+            "stop_reason": self._stop_reason,
+            "bars": eng.get("bars", 0),
+            "orders_submitted": ex.get("submitted", 0),
+            "fills": ex.get("fills", 0),
+            "orders_rejected": ex.get("rejected", 0),
             "risk_denials": eng.get("denied", 0),
             "broker_open_orders_at_stop": ex.get("broker_open_orders"),
             "positions": {s: p["qty"] for s, p in eng.get("positions", {}).items()},
             "broker_positions": broker_positions,
             "realized_pnl": eng.get("realized_pnl", "0"),
             "unrealized_pnl": eng.get("unrealized_pnl", "0"),
-            "audit_rows": sum(counts.values()), "audit_rows_by_event": counts,
+            "audit_rows": sum(counts.values()),
+            "audit_rows_by_event": counts,
             "audit_spooled": self.status.get("audit", {}).get("spooled", 0),
             "tick_to_intent_us_p50": eng.get("tick_to_intent_us_p50"),
             "tick_to_intent_us_p99": eng.get("tick_to_intent_us_p99"),
         }
-        self._sql("UPDATE sessions SET ended_at = now(), summary = %s WHERE session_id = %s",
-                  (json.dumps(summary), self.session_id))  # fmt: skip
+        self._sql(
+            "UPDATE sessions SET ended_at = now(), summary = %s WHERE session_id = %s",
+            (json.dumps(summary), self.session_id),
+        )
         (self.cfg.var_dir / "control.url").unlink(missing_ok=True)
         return summary
 
@@ -439,6 +525,8 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  audit rows written {s['audit_rows']} {s['audit_rows_by_event']}",
     ]
     if s.get("tick_to_intent_us_p50") is not None:
-        lines.append(f"  tick->intent p50 {s['tick_to_intent_us_p50']:.0f} us  "
-                     f"p99 {s['tick_to_intent_us_p99']:.0f} us")  # fmt: skip
+        lines.append(
+            f"  tick->intent p50 {s['tick_to_intent_us_p50']:.0f} us  "
+            f"p99 {s['tick_to_intent_us_p99']:.0f} us"
+        )
     return "\n".join(lines)

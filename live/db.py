@@ -29,9 +29,7 @@ _MIGRATION_RE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 
 def _pg_bin() -> Path:
-    candidates = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name)
-    )
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
     for c in reversed(candidates):
         if (c / "initdb").exists():
             return c
@@ -121,9 +119,17 @@ class EmbeddedPostgres:
         self._prepare_dir()
         if not (self.data_dir / "PG_VERSION").exists():
             r = self._run(
-                "initdb", "-D", str(self.data_dir), "-A", "trust", "-U", "postgres",
-                "-E", "UTF8", "--no-instructions",
-            )  # fmt: skip
+                "initdb",
+                "-D",
+                str(self.data_dir),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+            )
             if r.returncode != 0:
                 raise ConfigurationError(f"initdb failed: {r.stderr.strip()[-2000:]}")
         if self.is_running():
@@ -133,8 +139,7 @@ class EmbeddedPostgres:
             self.port += 1
         opts = f"-k {self.data_dir} -c listen_addresses=127.0.0.1 -p {self.port}"
         log = self.data_dir / "server.log"
-        r = self._run("pg_ctl", "-D", str(self.data_dir), "-l", str(log), "-o", opts, "-w",
-                      "start")  # fmt: skip
+        r = self._run("pg_ctl", "-D", str(self.data_dir), "-l", str(log), "-o", opts, "-w", "start")
         if r.returncode != 0:
             tail = log.read_text()[-2000:] if log.exists() else r.stderr
             raise ConfigurationError(f"embedded Postgres did not start: {tail}")

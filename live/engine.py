@@ -70,8 +70,9 @@ class Engine:
         self.exec_events = socket(zctx, zmq.SUB, bus.addr("exec"), subscribe=b"")
         self.control = socket(zctx, zmq.SUB, bus.addr("control"), subscribe=b"")
         self.status = socket(zctx, zmq.PUSH, bus.addr("status"))
-        self.audit = AuditEmitter(socket(zctx, zmq.PUSH, bus.addr("audit")), ctx.session_id,
-                                  "engine")  # fmt: skip
+        self.audit = AuditEmitter(
+            socket(zctx, zmq.PUSH, bus.addr("audit")), ctx.session_id, "engine"
+        )
 
     @property
     def total_pnl(self) -> Decimal:
@@ -103,8 +104,15 @@ class Engine:
         if qty != 0.0:
             self._order(qty, target, price, position, pending, bar)
 
-    def _order(self, qty: float, target: float, price: Decimal, position: Decimal,
-               pending: Decimal, bar: Any) -> None:  # fmt: skip
+    def _order(
+        self,
+        qty: float,
+        target: float,
+        price: Decimal,
+        position: Decimal,
+        pending: Decimal,
+        bar: Any,
+    ) -> None:
         dqty = Decimal(shares(qty))
         day_pnl = self.total_pnl - self.day_start_pnl
         decision = self.gate.check(dqty, price, position, pending, day_pnl)
@@ -116,23 +124,48 @@ class Engine:
             if key != self.last_denial:  # audit a standing denial once, not every bar
                 self.last_denial = key
                 self.counts["denied"] += 1
-                common = {"correlation_id": correlation_id, "symbol": self.symbol,
-                          "side": side, "qty": abs(dqty), "price": price,
-                          "order_type": "market", "time_in_force": "day"}  # fmt: skip
+                common = {
+                    "correlation_id": correlation_id,
+                    "symbol": self.symbol,
+                    "side": side,
+                    "qty": abs(dqty),
+                    "price": price,
+                    "order_type": "market",
+                    "time_in_force": "day",
+                }
                 self.audit.emit("intent", **common, status="new")
-                self.audit.emit("risk_denied", **common, status="denied", reason=decision.reason,
-                                metadata={"control": decision.control, "limit": decision.limit,
-                                          "value": decision.value})  # fmt: skip
-                self.log.warning("risk_denied", correlation_id=correlation_id,
-                                 reason=decision.reason)  # fmt: skip
+                self.audit.emit(
+                    "risk_denied",
+                    **common,
+                    status="denied",
+                    reason=decision.reason,
+                    metadata={
+                        "control": decision.control,
+                        "limit": decision.limit,
+                        "value": decision.value,
+                    },
+                )
+                self.log.warning(
+                    "risk_denied", correlation_id=correlation_id, reason=decision.reason
+                )
             return
         self.last_denial = None
         self.seq += 1
         coid = f"{self.artefact.strategy}-{self.ctx.session_id[:8]}-{self.seq:06d}"
-        intent = {"session_id": self.ctx.session_id, "seq": self.seq, "client_order_id": coid,
-                  "correlation_id": correlation_id, "symbol": self.symbol, "side": side,
-                  "qty": shares(abs(qty)), "order_type": "market", "time_in_force": "day",
-                  "ref_price": str(price), "ts_event": ts_event, "ts_recv": ts_recv}  # fmt: skip
+        intent = {
+            "session_id": self.ctx.session_id,
+            "seq": self.seq,
+            "client_order_id": coid,
+            "correlation_id": correlation_id,
+            "symbol": self.symbol,
+            "side": side,
+            "qty": shares(abs(qty)),
+            "order_type": "market",
+            "time_in_force": "day",
+            "ref_price": str(price),
+            "ts_event": ts_event,
+            "ts_recv": ts_recv,
+        }
         intent["approval"] = sign_intent(self.ctx.approval_key, intent)
         intent["ts_intent"] = time.time_ns()
         self.intents.send(pack(intent))
@@ -141,11 +174,23 @@ class Engine:
         self.latency_ns[self.counts["intents"] % LATENCY_WINDOW] = intent["ts_intent"] - ts_recv
         self.counts["intents"] += 1
         self.counts["approved"] += 1
-        common = {"correlation_id": correlation_id, "client_order_id": coid,
-                  "symbol": self.symbol, "side": side, "qty": abs(dqty), "price": price,
-                  "order_type": "market", "time_in_force": "day"}  # fmt: skip
-        self.audit.emit("intent", **common, status="new", ts=ts_recv,
-                        metadata={"target": target, "bar_ts": ts_event})  # fmt: skip
+        common = {
+            "correlation_id": correlation_id,
+            "client_order_id": coid,
+            "symbol": self.symbol,
+            "side": side,
+            "qty": abs(dqty),
+            "price": price,
+            "order_type": "market",
+            "time_in_force": "day",
+        }
+        self.audit.emit(
+            "intent",
+            **common,
+            status="new",
+            ts=ts_recv,
+            metadata={"target": target, "bar_ts": ts_event},
+        )
         self.audit.emit("risk_approved", **common, status="approved")
 
     def on_exec_event(self, raw: bytes) -> None:
@@ -177,21 +222,35 @@ class Engine:
         """Send a status snapshot (positions, P&L, counts, tick-to-intent latency)."""
         n = min(self.counts["intents"], LATENCY_WINDOW)
         lat = self.latency_ns[:n]
-        self.status.send(pack({
-            "component": "engine", "halted": self.gate.halted, "bars": self.bars,
-            "last_bar_ts": self.last_bar_ts, **self.counts,
-            "strategy": self.artefact.strategy, "strategy_version": self.artefact.version,
-            "positions": {s: {"qty": str(p.qty), "avg_price": str(p.avg_price),
-                              "last_price": str(p.last_price), "realized_pnl": str(p.realized_pnl),
-                              "unrealized_pnl": str(p.unrealized_pnl)}
-                          for s, p in self.ledger.positions.items()},
-            "realized_pnl": str(self.ledger.realized_pnl),
-            "unrealized_pnl": str(self.ledger.unrealized_pnl),
-            "day_pnl": str(self.total_pnl - self.day_start_pnl),
-            "pending": {k: str(v) for k, v in self.pending.items()},
-            "tick_to_intent_us_p50": float(np.percentile(lat, 50)) / 1e3 if n else None,
-            "tick_to_intent_us_p99": float(np.percentile(lat, 99)) / 1e3 if n else None,
-        }))  # fmt: skip
+        self.status.send(
+            pack(
+                {
+                    "component": "engine",
+                    "halted": self.gate.halted,
+                    "bars": self.bars,
+                    "last_bar_ts": self.last_bar_ts,
+                    **self.counts,
+                    "strategy": self.artefact.strategy,
+                    "strategy_version": self.artefact.version,
+                    "positions": {
+                        s: {
+                            "qty": str(p.qty),
+                            "avg_price": str(p.avg_price),
+                            "last_price": str(p.last_price),
+                            "realized_pnl": str(p.realized_pnl),
+                            "unrealized_pnl": str(p.unrealized_pnl),
+                        }
+                        for s, p in self.ledger.positions.items()
+                    },
+                    "realized_pnl": str(self.ledger.realized_pnl),
+                    "unrealized_pnl": str(self.ledger.unrealized_pnl),
+                    "day_pnl": str(self.total_pnl - self.day_start_pnl),
+                    "pending": {k: str(v) for k, v in self.pending.items()},
+                    "tick_to_intent_us_p50": float(np.percentile(lat, 50)) / 1e3 if n else None,
+                    "tick_to_intent_us_p99": float(np.percentile(lat, 99)) / 1e3 if n else None,
+                }
+            )
+        )
 
 
 def run_engine(ctx: ComponentContext) -> None:
@@ -211,9 +270,11 @@ def run_engine(ctx: ComponentContext) -> None:
     poller = zmq.Poller()
     for s in (eng.md, eng.exec_events, eng.control):
         poller.register(s, zmq.POLLIN)
-    handlers = {eng.md: lambda: eng.on_bar(eng.md.recv_multipart()[1]),
-                eng.exec_events: lambda: eng.on_exec_event(eng.exec_events.recv()),
-                eng.control: lambda: eng.on_control(eng.control.recv())}  # fmt: skip
+    handlers = {
+        eng.md: lambda: eng.on_bar(eng.md.recv_multipart()[1]),
+        eng.exec_events: lambda: eng.on_exec_event(eng.exec_events.recv()),
+        eng.control: lambda: eng.on_control(eng.control.recv()),
+    }
     last_status = 0.0
     while not stopping:
         for sock, _ in poller.poll(100):

@@ -65,21 +65,29 @@ class Execution:
         self.events = socket(zctx, zmq.PUB, bus.addr("exec"), bind=True)
         self.control = socket(zctx, zmq.SUB, bus.addr("control"), subscribe=b"")
         self.status = socket(zctx, zmq.PUSH, bus.addr("status"))
-        self.audit = AuditEmitter(socket(zctx, zmq.PUSH, bus.addr("audit")), ctx.session_id,
-                                  "execution")  # fmt: skip
+        self.audit = AuditEmitter(
+            socket(zctx, zmq.PUSH, bus.addr("audit")), ctx.session_id, "execution"
+        )
         self.stream_up = asyncio.Event()
 
     # -- intents -------------------------------------------------------------------------
     def _refuse(self, intent: dict[str, Any], reason: str) -> str:
         self.counts["refused"] += 1
-        self.audit.emit("rejected", correlation_id=intent.get("correlation_id"),
-                        client_order_id=intent.get("client_order_id"),
-                        symbol=intent.get("symbol"), side=intent.get("side"),
-                        qty=intent.get("qty"), order_type=intent.get("order_type"),
-                        time_in_force=intent.get("time_in_force"), status="refused",
-                        reason=reason)  # fmt: skip
-        self.log.warning("intent_refused", reason=reason,
-                         client_order_id=intent.get("client_order_id"))  # fmt: skip
+        self.audit.emit(
+            "rejected",
+            correlation_id=intent.get("correlation_id"),
+            client_order_id=intent.get("client_order_id"),
+            symbol=intent.get("symbol"),
+            side=intent.get("side"),
+            qty=intent.get("qty"),
+            order_type=intent.get("order_type"),
+            time_in_force=intent.get("time_in_force"),
+            status="refused",
+            reason=reason,
+        )
+        self.log.warning(
+            "intent_refused", reason=reason, client_order_id=intent.get("client_order_id")
+        )
         return reason
 
     def pre_wire_check(self, intent: dict[str, Any]) -> str:
@@ -109,19 +117,38 @@ class Execution:
         if reason:
             self._refuse(intent, reason)
             if intent.get("client_order_id") not in self.orders:
-                self.events.send(pack({"event": "rejected", "client_order_id":
-                                       intent.get("client_order_id"), "reason": reason}))  # fmt: skip
+                self.events.send(
+                    pack(
+                        {
+                            "event": "rejected",
+                            "client_order_id": intent.get("client_order_id"),
+                            "reason": reason,
+                        }
+                    )
+                )
             return
         coid = intent["client_order_id"]
-        o = TrackedOrder(coid, intent["correlation_id"], intent["symbol"], intent["side"],
-                         Decimal(intent["qty"]))  # fmt: skip
+        o = TrackedOrder(
+            coid, intent["correlation_id"], intent["symbol"], intent["side"], Decimal(intent["qty"])
+        )
         self.orders[coid] = o
-        body = {"symbol": o.symbol, "qty": str(o.qty), "side": o.side,
-                "type": intent["order_type"], "time_in_force": intent["time_in_force"],
-                "client_order_id": coid}  # fmt: skip
-        common = {"correlation_id": o.correlation_id, "client_order_id": coid,
-                  "symbol": o.symbol, "side": o.side, "qty": o.qty,
-                  "order_type": body["type"], "time_in_force": body["time_in_force"]}  # fmt: skip
+        body = {
+            "symbol": o.symbol,
+            "qty": str(o.qty),
+            "side": o.side,
+            "type": intent["order_type"],
+            "time_in_force": intent["time_in_force"],
+            "client_order_id": coid,
+        }
+        common = {
+            "correlation_id": o.correlation_id,
+            "client_order_id": coid,
+            "symbol": o.symbol,
+            "side": o.side,
+            "qty": o.qty,
+            "order_type": body["type"],
+            "time_in_force": body["time_in_force"],
+        }
         self.audit.emit("submitted", **common, status="submitted")
         self.counts["submitted"] += 1
         try:
@@ -130,8 +157,7 @@ class Execution:
             o.status = "rejected"
             self.counts["rejected"] += 1
             self.audit.emit("rejected", **common, status="rejected", reason=str(e))
-            self.events.send(pack({"event": "rejected", "client_order_id": coid,
-                                   "reason": str(e)}))  # fmt: skip
+            self.events.send(pack({"event": "rejected", "client_order_id": coid, "reason": str(e)}))
             self.log.warning("order_rejected", client_order_id=coid, reason=str(e))
             return
         except TemporaryError as e:
@@ -148,8 +174,15 @@ class Execution:
             o.status = order.get("status", "accepted")
         self.counts["accepted"] += 1
         self.audit.emit("accepted", **common, broker_order_id=o.broker_order_id, status=o.status)
-        self.events.send(pack({"event": "accepted", "client_order_id": o.client_order_id,
-                               "broker_order_id": o.broker_order_id}))  # fmt: skip
+        self.events.send(
+            pack(
+                {
+                    "event": "accepted",
+                    "client_order_id": o.client_order_id,
+                    "broker_order_id": o.broker_order_id,
+                }
+            )
+        )
 
     # -- trade updates -------------------------------------------------------------------
     def on_trade_update(self, upd: dict[str, Any]) -> None:
@@ -162,10 +195,16 @@ class Execution:
             return  # 'new' is audited from the POST response; foreign orders are ignored
         o.status = order.get("status", o.status)
         o.broker_order_id = o.broker_order_id or order.get("id")
-        base = {"correlation_id": o.correlation_id, "client_order_id": coid,
-                "broker_order_id": o.broker_order_id, "symbol": o.symbol, "side": o.side,
-                "order_type": order.get("type"), "time_in_force": order.get("time_in_force"),
-                "status": o.status}  # fmt: skip
+        base = {
+            "correlation_id": o.correlation_id,
+            "client_order_id": coid,
+            "broker_order_id": o.broker_order_id,
+            "symbol": o.symbol,
+            "side": o.side,
+            "order_type": order.get("type"),
+            "time_in_force": order.get("time_in_force"),
+            "status": o.status,
+        }
         if event in ("fill", "partial_fill"):
             exec_id = upd["execution_id"]
             if exec_id in self.executions:
@@ -174,16 +213,35 @@ class Execution:
             qty, price = Decimal(str(upd["qty"])), Decimal(str(upd["price"]))
             o.filled_qty += qty
             self.counts["fills"] += 1
-            self.audit.emit(event, **base, execution_id=exec_id, qty=qty, price=price,
-                            metadata={"position_qty": str(upd.get("position_qty")),
-                                      "broker_ts": upd.get("timestamp")})  # fmt: skip
+            self.audit.emit(
+                event,
+                **base,
+                execution_id=exec_id,
+                qty=qty,
+                price=price,
+                metadata={
+                    "position_qty": str(upd.get("position_qty")),
+                    "broker_ts": upd.get("timestamp"),
+                },
+            )
             signed = qty if o.side == "buy" else -qty
-            self.events.send(pack({"event": event, "client_order_id": coid,
-                                   "symbol": o.symbol, "qty": str(signed), "price": str(price),
-                                   "execution_id": exec_id, "status": o.status}))  # fmt: skip
+            self.events.send(
+                pack(
+                    {
+                        "event": event,
+                        "client_order_id": coid,
+                        "symbol": o.symbol,
+                        "qty": str(signed),
+                        "price": str(price),
+                        "execution_id": exec_id,
+                        "status": o.status,
+                    }
+                )
+            )
         else:
-            self.audit.emit(event, **base, qty=o.qty - o.filled_qty,
-                            reason=order.get("cancel_reason") or event)  # fmt: skip
+            self.audit.emit(
+                event, **base, qty=o.qty - o.filled_qty, reason=order.get("cancel_reason") or event
+            )
             self.events.send(pack({"event": event, "client_order_id": coid}))
 
     async def consume_trade_updates(self) -> None:
@@ -213,10 +271,16 @@ class Execution:
                     coid = self.by_broker_id.get(str(r.get("id")))
                     if coid:
                         o = self.orders[coid]
-                        self.audit.emit("cancel_request", correlation_id=o.correlation_id,
-                                        client_order_id=coid, broker_order_id=o.broker_order_id,
-                                        symbol=o.symbol, side=o.side, reason=reason,
-                                        status=str(r.get("status")))  # fmt: skip
+                        self.audit.emit(
+                            "cancel_request",
+                            correlation_id=o.correlation_id,
+                            client_order_id=coid,
+                            broker_order_id=o.broker_order_id,
+                            symbol=o.symbol,
+                            side=o.side,
+                            reason=reason,
+                            status=str(r.get("status")),
+                        )
                 still_open = await self.rest.list_orders("open")
             except (TemporaryError, OrderRejected) as e:
                 self.log.error("cancel_all_failed", error=str(e))
@@ -240,14 +304,29 @@ class Execution:
 
     def push_status(self, **extra: Any) -> None:
         """Send a status snapshot to the daemon."""
-        self.status.send(pack({
-            "component": "execution", "halted": self.halted, "kill_ack": self.kill_ack,
-            "stream_connected": self.stream_up.is_set(), **self.counts,
-            "open_orders": [{"client_order_id": o.client_order_id, "symbol": o.symbol,
-                             "side": o.side, "qty": str(o.qty), "status": o.status,
-                             "filled_qty": str(o.filled_qty)} for o in self.open_orders()],
-            **extra,
-        }))  # fmt: skip
+        self.status.send(
+            pack(
+                {
+                    "component": "execution",
+                    "halted": self.halted,
+                    "kill_ack": self.kill_ack,
+                    "stream_connected": self.stream_up.is_set(),
+                    **self.counts,
+                    "open_orders": [
+                        {
+                            "client_order_id": o.client_order_id,
+                            "symbol": o.symbol,
+                            "side": o.side,
+                            "qty": str(o.qty),
+                            "status": o.status,
+                            "filled_qty": str(o.filled_qty),
+                        }
+                        for o in self.open_orders()
+                    ],
+                    **extra,
+                }
+            )
+        )
 
 
 async def _run(ctx: ComponentContext) -> None:
@@ -263,8 +342,10 @@ async def _run(ctx: ComponentContext) -> None:
             while True:
                 await handler(await sock.recv())
 
-        tasks = [asyncio.create_task(pump(ex.intents, ex.on_intent)),
-                 asyncio.create_task(pump(ex.control, ex.on_control))]  # fmt: skip
+        tasks = [
+            asyncio.create_task(pump(ex.intents, ex.on_intent)),
+            asyncio.create_task(pump(ex.control, ex.on_control)),
+        ]
         while not stop.is_set():
             ex.push_status()
             await wait_for_event(stop, 0.25)

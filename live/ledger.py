@@ -1,14 +1,17 @@
 """Positions and P&L from fills, in exact decimal arithmetic.
 
-Average-cost accounting: a fill that increases a position moves the average entry price
-to the quantity-weighted mean; a fill that reduces it realises
-``(fill_price - avg_price) * closed_qty`` (sign-adjusted for shorts); a fill that
-crosses zero closes the old position and opens the remainder at the fill price.
+FIFO lot accounting: a fill that adds to a position opens a lot at its price; a fill
+that reduces it closes the oldest lots first and realises
+``(fill_price - lot_price) * closed_qty`` (sign-adjusted for shorts); a fill that crosses
+zero closes every lot and opens the remainder at the fill price. Every amount is a sum
+of products of Decimals, so realized + unrealized P&L equals the cash flows exactly
+(no division is involved; the average entry price is derived for display only).
 Money in USD, quantities in shares (``Decimal``).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -17,21 +20,36 @@ ZERO = Decimal(0)
 
 @dataclass
 class Position:
-    """One symbol's position: ``qty`` signed shares, ``avg_price`` USD/share,
-    ``realized_pnl`` USD, ``last_price`` USD/share (mark)."""
+    """One symbol's position: open ``lots`` as (signed shares, USD/share), oldest first;
+    ``realized_pnl`` USD; ``last_price`` USD/share (mark)."""
 
     symbol: str
-    qty: Decimal = ZERO
-    avg_price: Decimal = ZERO
+    lots: deque[tuple[Decimal, Decimal]] = field(default_factory=deque)
     realized_pnl: Decimal = ZERO
     last_price: Decimal | None = None
 
     @property
+    def qty(self) -> Decimal:
+        """Signed shares held."""
+        return sum((q for q, _ in self.lots), ZERO)
+
+    @property
+    def cost_basis(self) -> Decimal:
+        """Signed USD paid for the open lots (``sum(qty * price)``)."""
+        return sum((q * p for q, p in self.lots), ZERO)
+
+    @property
+    def avg_price(self) -> Decimal:
+        """Average entry price of the open lots, USD/share (0 when flat); display only."""
+        qty = self.qty
+        return self.cost_basis / qty if qty else ZERO
+
+    @property
     def unrealized_pnl(self) -> Decimal:
-        """``(last_price - avg_price) * qty`` USD (0 without a mark)."""
-        if self.last_price is None or self.qty == 0:
+        """``last_price * qty - cost_basis`` USD (0 without a mark)."""
+        if self.last_price is None or not self.lots:
             return ZERO
-        return (self.last_price - self.avg_price) * self.qty
+        return self.last_price * self.qty - self.cost_basis
 
 
 @dataclass
@@ -80,20 +98,20 @@ class Ledger:
             raise ValueError(f"fill {execution_id}: invalid qty {qty} or price {price}")
         self.executions.add(execution_id)
         p = self.position(symbol)
-        if p.qty == 0 or (p.qty > 0) == (qty > 0):
-            new_qty = p.qty + qty
-            p.avg_price = (p.avg_price * p.qty + price * qty) / new_qty
-            p.qty = new_qty
-        else:
-            closed = min(abs(qty), abs(p.qty))
-            direction = 1 if p.qty > 0 else -1
-            p.realized_pnl += (price - p.avg_price) * closed * direction
-            p.qty += qty
-            if p.qty == 0:
-                p.avg_price = ZERO
-            elif (p.qty > 0) != (direction > 0):  # crossed zero: remainder opened at price
-                p.avg_price = price
-        p.last_price = price if p.last_price is None else p.last_price
+        remaining = qty
+        while remaining and p.lots and (p.lots[0][0] > 0) != (remaining > 0):
+            lot_qty, lot_price = p.lots[0]
+            closed = min(abs(remaining), abs(lot_qty)) * (1 if lot_qty > 0 else -1)
+            p.realized_pnl += (price - lot_price) * closed
+            remaining += closed
+            if closed == lot_qty:
+                p.lots.popleft()
+            else:
+                p.lots[0] = (lot_qty - closed, lot_price)
+        if remaining:
+            p.lots.append((remaining, price))
+        if p.last_price is None:
+            p.last_price = price
         return True
 
     def mark(self, symbol: str, price: Decimal) -> None:

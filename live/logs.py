@@ -16,9 +16,12 @@ import structlog
 
 def _echo_errors(_: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
     if method in ("error", "critical", "exception"):
-        print(f"[{event.get('component', '?')}] ERROR {event.get('event')}: "
-              f"{ {k: v for k, v in event.items() if k not in ('event', 'component')} }",
-              file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"[{event.get('component', '?')}] ERROR {event.get('event')}: "
+            f"{ {k: v for k, v in event.items() if k not in ('event', 'component')} }",
+            file=sys.stderr,
+            flush=True,
+        )
     return event
 
 

@@ -30,8 +30,14 @@ def run_notebook(src: Path, out: Path, parameters: dict[str, Any]) -> None:
         If a cell fails; it names the cell and the error.
     """
     out.parent.mkdir(parents=True, exist_ok=True)
-    pm.execute_notebook(str(src), str(out), parameters=parameters, cwd=str(REPO_ROOT),
-                        progress_bar=False, kernel_name="python3")  # fmt: skip
+    pm.execute_notebook(
+        str(src),
+        str(out),
+        parameters=parameters,
+        cwd=str(REPO_ROOT),
+        progress_bar=False,
+        kernel_name="python3",
+    )
     html, _ = HTMLExporter().from_notebook_node(nbformat.read(out, as_version=4))
     out.with_suffix(".html").write_text(html)
 
@@ -47,15 +53,20 @@ def main(argv: list[str] | None = None) -> int:
         plan = tomllib.load(f)["notebook"]
     for item in plan:
         src = REPO_ROOT / item["path"]
-        params = {k: (v.replace("{run_dir}", str(run_dir)) if isinstance(v, str) else v)
-                  for k, v in item.get("parameters", {}).items()}  # fmt: skip
+        params = {
+            k: (v.replace("{run_dir}", str(run_dir)) if isinstance(v, str) else v)
+            for k, v in item.get("parameters", {}).items()
+        }
         out = run_dir / src.name
         print(f"running {item['path']} -> {out}", flush=True)
         try:
             run_notebook(src, out, params)
         except pm.PapermillExecutionError as e:
-            print(f"FAILED {item['path']} cell {e.cell_index}: {e.ename}: {e.evalue}\n"
-                  f"executed copy: {out}", file=sys.stderr)  # fmt: skip
+            print(
+                f"FAILED {item['path']} cell {e.cell_index}: {e.ename}: {e.evalue}\n"
+                f"executed copy: {out}",
+                file=sys.stderr,
+            )
             return 1
     print(f"research run complete: {run_dir}")
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -66,14 +67,14 @@ def validate_bars(df: pd.DataFrame, source: str) -> pd.DataFrame:
     values = df[list(BAR_COLUMNS)].to_numpy(dtype=np.float64)
     o, h, lo, c, v = values.T
 
-    def fail(mask: np.ndarray, rule: str) -> None:
+    def fail(mask: Any, rule: str) -> None:
         i = int(np.flatnonzero(mask)[0])
         raise DataError(f"{source}: row {i} ({df.index[i]}): {rule}; values {values[i].tolist()}")
 
     nan = np.isnan(values).any(axis=1)
     if nan.any():
         fail(nan, "NaN in OHLCV")
-    ts = df.index.asi8
+    ts = pd.DatetimeIndex(df.index).asi8
     if len(ts) > 1 and not (np.diff(ts) > 0).all():
         i = int(np.flatnonzero(np.diff(ts) <= 0)[0]) + 1
         raise DataError(f"{source}: row {i} ({df.index[i]}): timestamps not strictly increasing")
@@ -256,7 +257,7 @@ def to_bar_array(df: pd.DataFrame) -> np.ndarray:
         ``ts_recv`` = 0.
     """
     out = np.zeros(len(df), dtype=BAR_DTYPE)
-    out["ts_event"] = df.index.as_unit("ns").asi8
+    out["ts_event"] = pd.DatetimeIndex(df.index).as_unit("ns").asi8
     for col in BAR_COLUMNS:
         out[col] = df[col].to_numpy(dtype=np.float64)
     return out

@@ -17,7 +17,7 @@ def daily_returns(equity: pd.Series) -> pd.Series:
     The day is the New York calendar date of each timestamp; the first day's return is
     measured from its first value.
     """
-    by_day = equity.groupby(equity.index.tz_convert("America/New_York").date)
+    by_day = equity.groupby(pd.DatetimeIndex(equity.index).tz_convert("America/New_York").date)
     last = by_day.last()
     prev = last.shift(1)
     prev.iloc[0] = by_day.first().iloc[0]
@@ -45,7 +45,9 @@ def sharpe_ratio(returns: pd.Series, periods_per_year: int = TRADING_DAYS) -> fl
     if len(returns) < 2:
         return float("nan")
     sd = float(returns.std(ddof=1))
-    return float("nan") if sd == 0.0 else float(returns.mean()) / sd * float(np.sqrt(periods_per_year))
+    return (
+        float("nan") if sd == 0.0 else float(returns.mean()) / sd * float(np.sqrt(periods_per_year))
+    )
 
 
 def summary(result: BacktestResult) -> dict[str, float]:

@@ -17,12 +17,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from trader import REPO_ROOT
 from trader.data import fingerprint
 from trader.exceptions import ArtefactError
 from trader.strategy import EmaRsiParams, StrategySpec, get_strategy
 
 MANIFEST = "manifest.json"
-from trader import REPO_ROOT
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,13 @@ class GateResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form, with ``passed``."""
-        return {"name": self.name, "value": self.value, "op": self.op,
-                "threshold": self.threshold, "passed": self.passed}  # fmt: skip
+        return {
+            "name": self.name,
+            "value": self.value,
+            "op": self.op,
+            "threshold": self.threshold,
+            "passed": self.passed,
+        }
 
 
 @dataclass(frozen=True)
@@ -64,11 +69,16 @@ def code_version() -> str:
     """The git commit of the code (``+dirty`` when the work tree has changes), or
     ``"unknown"`` outside a git checkout."""
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                             text=True, check=True).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "trader", "live"],
-                               cwd=REPO_ROOT, capture_output=True, text=True,
-                               check=True).stdout.strip()  # fmt: skip
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "trader", "live"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return sha + ("+dirty" if dirty else "")
@@ -171,8 +181,9 @@ def load_artefact(models_dir: Path, strategy: str, version: str) -> Artefact:
     if manifest.get("content_sha256") != _content_hash(manifest):
         raise ArtefactError(f"{where}: manifest content does not match its content_sha256")
     if (manifest.get("strategy"), manifest.get("version")) != (strategy, version):
-        raise ArtefactError(f"{where}: manifest names {manifest.get('strategy')} "
-                            f"v{manifest.get('version')}")  # fmt: skip
+        raise ArtefactError(
+            f"{where}: manifest names {manifest.get('strategy')} v{manifest.get('version')}"
+        )
     failed = [g["name"] for g in manifest.get("gates", []) if not g.get("passed")]
     if failed or not manifest.get("gates"):
         raise ArtefactError(f"{where}: gates not passed: {failed or 'none recorded'}")

@@ -1,0 +1,189 @@
+"""Benchmark: tick -> risk-approved order intent on the execution socket.
+
+Replays the real SPY minute bars of January 2011 through the real engine process (the
+promoted kernel, the risk gate, HMAC signing, the audit emission) over the same two
+ZeroMQ ipc hops as the live daemon: bench PUB --md--> engine --intents--> bench PULL.
+The floor is the same two hops through a process that only forwards the message.
+Each bar is sent alone and the next waits for its intent (or 1 ms when the strategy
+does not trade), so the figures are latencies, not queueing. Prints p50/p99/p99.9 side
+by side and the ratio; asserts nothing about time.
+
+Run: ``make bench`` (or ``.venv/bin/python bench/live_path.py [--loops N]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import secrets
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import zmq
+
+from live.bus import Bus, unpack
+from live.config import BrokerEndpoints, load_config
+from live.context import ComponentContext
+from live.engine import run_engine
+from trader import REPO_ROOT
+from trader.data import BAR_DTYPE, load_minute_bars, to_bar_array
+from trader.promote import GateResult, promote
+from trader.strategy import get_strategy
+from trader.strategy.nb import order_qty_nb
+
+SPY = REPO_ROOT / "data/intraday/SPY_2011-01_1min.csv"
+PARAMS = {"fast": 2, "slow": 3, "rsi_window": 2, "rsi_overbought": 99.0, "qty": 10}
+
+
+def forwarder(bus: Bus, core: int) -> None:
+    """The floor: receive on md, push on intents, nothing else."""
+    os.sched_setaffinity(0, {core})
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(bus.addr("md"))
+    push = ctx.socket(zmq.PUSH)
+    push.connect(bus.addr("intents"))
+    while True:
+        topic, payload = sub.recv_multipart()
+        if topic == b"STOP":
+            break
+        push.send(payload)
+
+
+def expected_intents(bars: np.ndarray, loops: int) -> np.ndarray:
+    """Which bars make the engine send an intent (same kernel, no fills: pending grows)."""
+    spec = get_strategy("ema_rsi")
+    params, state = spec.params(PARAMS).to_array(), spec.new_state()
+    out, pending = [], 0.0
+    for _ in range(loops):
+        for c in bars["close"]:
+            q = order_qty_nb(spec.step_nb(state, params, float(c)), 0.0, pending)
+            out.append(q != 0.0)
+            pending += q
+    return np.array(out)
+
+
+def replay(
+    pub: zmq.Socket, pull: zmq.Socket, bars: np.ndarray, loops: int, expect: np.ndarray | None
+) -> np.ndarray:
+    lat = []
+    rec = np.zeros(1, dtype=BAR_DTYPE)
+    i = 0
+    for _ in range(loops):
+        for b in bars:
+            rec[0] = b
+            rec["ts_recv"] = time.time_ns()
+            pub.send_multipart([b"SPY", rec.tobytes()])
+            if expect is None or expect[i]:
+                msg = pull.recv()
+                now = time.time_ns()
+                sent = (
+                    np.frombuffer(msg, dtype=BAR_DTYPE)[0]["ts_recv"]
+                    if expect is None
+                    else unpack(msg)["ts_recv"]
+                )
+                lat.append(now - int(sent))
+            else:
+                time.sleep(0.001)
+            i += 1
+    return np.array(lat, dtype=np.int64)
+
+
+def sockets(bus: Bus) -> tuple[zmq.Context, zmq.Socket, zmq.Socket]:
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.bind(bus.addr("md"))
+    pull = ctx.socket(zmq.PULL)
+    pull.setsockopt(zmq.RCVTIMEO, 5000)
+    pull.bind(bus.addr("intents"))
+    return ctx, pub, pull
+
+
+def stats(lat_ns: np.ndarray) -> tuple[float, float, float]:
+    p = np.percentile(lat_ns, [50, 99, 99.9]) / 1e3
+    return float(p[0]), float(p[1]), float(p[2])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--loops", type=int, default=1, help="passes over the month of bars")
+    a = ap.parse_args()
+    os.sched_setaffinity(0, {0})
+    bars = to_bar_array(load_minute_bars(SPY))
+    tmp = Path(tempfile.mkdtemp(prefix="bench-"))
+
+    # -- floor -----------------------------------------------------------------------
+    bus = Bus(tmp / "floor")
+    bus.ipc_dir.mkdir()
+    ctx, pub, pull = sockets(bus)
+    fwd = mp.get_context("spawn").Process(target=forwarder, args=(bus, 1))
+    fwd.start()
+    time.sleep(1.0)
+    floor = replay(pub, pull, bars, a.loops, None)
+    pub.send_multipart([b"STOP", b""])
+    fwd.join(5)
+    ctx.destroy(0)
+
+    # -- engine ------------------------------------------------------------------------
+    promote(
+        tmp / "models", "ema_rsi", "bench", PARAMS, {}, [GateResult("bench", 1, ">=", 0)], [SPY]
+    )
+    cfg = load_config(
+        models_dir=tmp / "models", strategy_version="bench", var_dir=tmp / "var", engine_core=1
+    )
+    bus = Bus(tmp / "engine")
+    bus.ipc_dir.mkdir()
+    ctx, pub, pull = sockets(bus)
+    sinks = []
+    for name in ("exec", "control"):
+        s = ctx.socket(zmq.PUB)
+        s.bind(bus.addr(name))
+        sinks.append(s)
+    for name in ("audit", "status"):  # bound, never read: the engine's sends stay async
+        s = ctx.socket(zmq.PULL)
+        s.bind(bus.addr(name))
+        sinks.append(s)
+    broker = BrokerEndpoints(
+        mode="sim",
+        trading_url="",
+        trade_stream_url="",
+        data_stream_url="",
+        key_id="",
+        secret_key="",
+    )
+    cctx = ComponentContext(
+        "bench0000session", cfg, bus, broker, "", secrets.token_bytes(32), False
+    )
+    eng = mp.get_context("spawn").Process(target=run_engine, args=(cctx,))
+    eng.start()
+    poller = zmq.Poller()
+    poller.register(sinks[3], zmq.POLLIN)
+    poller.poll(120_000)  # the engine reports in once its kernel is compiled
+    time.sleep(0.5)
+    expect = expected_intents(bars, a.loops)
+    live = replay(pub, pull, bars, a.loops, expect)
+    eng.terminate()
+    eng.join(10)
+    ctx.destroy(0)
+
+    f, e = stats(floor), stats(live)
+    print(
+        f"tick -> approved intent on the execution socket, real SPY 1-min bars "
+        f"({len(bars) * a.loops} bars, {len(live)} intents), 2 ZeroMQ ipc hops, engine "
+        f"pinned to core 1, bench on core 0"
+    )
+    print(f"{'':<34}{'p50 us':>10}{'p99 us':>10}{'p99.9 us':>10}")
+    print(f"{'raw ZeroMQ floor (forwarder)':<34}{f[0]:>10.1f}{f[1]:>10.1f}{f[2]:>10.1f}")
+    print(f"{'engine (kernel+risk+sign+audit)':<34}{e[0]:>10.1f}{e[1]:>10.1f}{e[2]:>10.1f}")
+    print(
+        f"{'ratio engine / floor':<34}{e[0] / f[0]:>10.2f}{e[1] / f[1]:>10.2f}"
+        f"{e[2] / f[2]:>10.2f}   (target: p50 ratio <= 1.5)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Shared fixtures: real data paths and a real Postgres (embedded unless DATABASE_URL)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from trader import REPO_ROOT
+
+VAR = REPO_ROOT / ".var"
+for _k, _v in {
+    "NUMBA_CACHE_DIR": VAR / "numba",
+    "JUPYTER_PLATFORM_DIRS": "1",
+    "IPYTHONDIR": VAR / "ipython",
+    "MPLCONFIGDIR": VAR / "matplotlib",
+    "XDG_CACHE_HOME": VAR / "cache",
+    "XDG_CONFIG_HOME": VAR / "config",
+    "JUPYTER_CONFIG_DIR": VAR / "jupyter/config",
+    "JUPYTER_DATA_DIR": VAR / "jupyter/data",
+    "JUPYTER_RUNTIME_DIR": VAR / "jupyter/runtime",
+}.items():
+    os.environ.setdefault(_k, str(_v))
+
+SPY_MINUTE = REPO_ROOT / "data/intraday/SPY_2011-01_1min.csv"
+DAILY = {s: REPO_ROOT / f"data/daily/{s}_daily_quandl_wiki.csv" for s in ("AAPL", "MSFT", "IBM")}
+LOB_DIR = REPO_ROOT / "data/lob"
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """DSN of a running Postgres server: ``DATABASE_URL`` or an embedded one under
+    ``.var/test`` (started once per test session, stopped at the end)."""
+    dsn = os.environ.get("DATABASE_URL")
+    if dsn:
+        yield dsn
+        return
+    from live.db import EmbeddedPostgres
+
+    pg = EmbeddedPostgres(VAR / "test", port=56433)
+    pg.start()
+    yield pg.dsn
+    pg.stop()
+
+
+@pytest.fixture
+def database(pg_server: str) -> Iterator[str]:
+    """DSN of a fresh, empty database on the test server (dropped afterwards)."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+    info = psycopg.conninfo.conninfo_to_dict(pg_server)
+    info["dbname"] = name
+    yield psycopg.conninfo.make_conninfo(**info)
+    with psycopg.connect(pg_server, autocommit=True) as c:
+        c.execute(f'DROP DATABASE "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def spy_minute_path() -> Path:
+    """The real SPY 1-minute bars of January 2011."""
+    return SPY_MINUTE

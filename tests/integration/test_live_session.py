@@ -1,0 +1,211 @@
+"""A real ``sim`` session: the daemon as a subprocess (``python -m live run``) with its
+processes, ZeroMQ sockets, the Alpaca-compatible simulator replaying real SPY bars, and
+a real Postgres; then the kill switch, the audit trail and the positions are checked."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import requests
+
+from tests.conftest import SPY_MINUTE
+from trader import REPO_ROOT
+from trader.promote import GateResult, promote
+
+pytestmark = pytest.mark.integration
+TOKEN = "test-token"
+# Fast-moving parameters so a short replay trades often.
+PARAMS = {"fast": 3, "slow": 8, "rsi_window": 5, "rsi_overbought": 90.0, "qty": 10}
+
+
+@dataclass
+class Session:
+    proc: subprocess.Popen[str]
+    url: str
+    dsn: str
+    var: Path
+
+    def get(self, path: str) -> Any:
+        r = requests.get(self.url + path, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        r = requests.post(
+            self.url + path, json=body, timeout=30, headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        r.raise_for_status()
+        return r.json()
+
+    def wait(self, predicate: Any, timeout_s: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"daemon exited: {self.proc.communicate()}"
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    def rows(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.dsn) as c:
+            return c.execute(query, params).fetchall()  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def session(tmp_path: Path, database: str) -> Iterator[Session]:
+    models = tmp_path / "models"
+    promote(models, "ema_rsi", "t", PARAMS, {}, [GateResult("test", 1, ">=", 0)], [SPY_MINUTE])
+    var = tmp_path / "var"
+    cfg = tmp_path / "config"
+    cfg.mkdir()
+    (cfg / "live.toml").write_text(f"""
+mode = "sim"
+strategy = "ema_rsi"
+strategy_version = "t"
+symbol = "SPY"
+models_dir = "{models}"
+var_dir = "{var}"
+engine_core = 1
+[control]
+port = 0
+[sim]
+start = 2011-01-03
+end = 2011-01-04
+speed = 3000.0
+""")
+    (cfg / "risk.toml").write_text((REPO_ROOT / "config/risk.toml").read_text())
+    env = {**os.environ, "DATABASE_URL": database, "TRADER_CONTROL_TOKEN": TOKEN}
+    env.pop("APCA_API_KEY_ID", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "live", "--config-dir", str(cfg), "run"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url_file = var / "control.url"
+    s = Session(proc, "", database, var)
+    try:
+        s.url = s.wait(lambda: url_file.exists() and url_file.read_text(), 120, "control API")
+        yield s
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _sim(s: Session) -> tuple[str, dict[str, str]]:
+    st = s.get("/status")
+    assert st["mode"] == "sim"
+    return st["broker_url"], {"APCA-API-KEY-ID": "sim-key", "APCA-API-SECRET-KEY": "sim-secret"}
+
+
+def test_sim_session_trades_audits_kills_and_stops_cleanly(session: Session) -> None:
+    s = session
+    s.wait(lambda: s.get("/ready")["ready"], 60, "/ready")
+    fills = s.wait(
+        lambda: s.get("/status")["components"]["execution"]["fills"] >= 6, 120, "six fills"
+    )
+    assert fills
+
+    # A resting order at the broker that the kill switch must cancel.
+    sim_url, keys = _sim(s)
+    r = requests.post(
+        f"{sim_url}/v2/orders",
+        headers=keys,
+        timeout=10,
+        json={
+            "symbol": "SPY",
+            "qty": "1",
+            "side": "buy",
+            "type": "limit",
+            "limit_price": "1.00",
+            "time_in_force": "gtc",
+            "client_order_id": "resting-1",
+        },
+    )
+    assert r.status_code == 200, r.text
+    killed = s.post("/kill", {"reason": "integration test", "by": "pytest"})
+    assert killed == {"halted": True, "broker_open_orders": 0, "confirmed": True}
+    open_orders = requests.get(
+        f"{sim_url}/v2/orders", headers=keys, timeout=10, params={"status": "open"}
+    ).json()
+    assert open_orders == []
+    resting = requests.get(
+        f"{sim_url}/v2/orders:by_client_order_id",
+        headers=keys,
+        timeout=10,
+        params={"client_order_id": "resting-1"},
+    ).json()
+    assert resting["status"] == "canceled"
+
+    # While halted, the strategy keeps wanting to trade: denied, audited, never sent.
+    submitted_at_kill = s.get("/status")["components"]["execution"]["submitted"]
+    s.wait(
+        lambda: s.rows(
+            "SELECT 1 FROM order_audit_trail WHERE event_type = 'risk_denied' "
+            "AND metadata->>'control' = 'kill_switch'"
+        ),
+        60,
+        "a kill denial",
+    )
+    assert s.get("/status")["components"]["execution"]["submitted"] == submitted_at_kill
+    assert s.get("/status")["kill_switch"] is True
+
+    s.proc.send_signal(signal.SIGINT)
+    out, _ = s.proc.communicate(timeout=90)
+    assert s.proc.returncode == 0, out
+    assert "audit rows written" in out
+
+    (summary,) = s.rows("SELECT summary FROM sessions")[0]
+    # The engine's positions equal the broker's.
+    engine_pos = {k: Decimal(v) for k, v in summary["positions"].items() if Decimal(v) != 0}
+    broker_pos = {k: Decimal(v) for k, v in summary["broker_positions"].items()}
+    assert engine_pos == broker_pos
+    assert summary["broker_open_orders_at_stop"] == 0
+
+    # Every order sent has its whole story in the audit trail, fills unique by execution.
+    orders = s.rows(
+        "SELECT client_order_id, array_agg(event_type ORDER BY id) "
+        "FROM order_audit_trail WHERE client_order_id LIKE 'ema_rsi-%' "
+        "GROUP BY 1"
+    )
+    assert len(orders) == summary["orders_submitted"] >= 6
+    for coid, events in orders:
+        for expected in ("intent", "risk_approved", "submitted", "accepted"):
+            assert expected in events, (coid, events)
+        assert "fill" in events or "canceled" in events, (coid, events)
+    fill_rows = s.rows(
+        "SELECT execution_id, qty, side FROM order_audit_trail "
+        "WHERE event_type IN ('fill', 'partial_fill')"
+    )
+    assert len(fill_rows) == len({r[0] for r in fill_rows}) == summary["fills"]
+    net = sum((q if side == "buy" else -q) for _, q, side in fill_rows)
+    assert Decimal(summary["positions"].get("SPY", "0")) == net
+    kills = s.rows("SELECT reason, metadata FROM order_audit_trail WHERE event_type = 'kill'")
+    assert kills == [("integration test", {"by": "pytest"})]
+    # Microsecond UTC timestamps.
+    (ts,) = s.rows("SELECT ts FROM order_audit_trail ORDER BY id LIMIT 1")[0]
+    assert ts.tzinfo is not None
+
+    # The kill switch survives a restart: it is persisted in risk_state.
+    (state,) = s.rows("SELECT value FROM risk_state WHERE key = 'kill_switch'")[0]
+    assert state["engaged"] is True
+    assert json.dumps(state)  # serialisable as stored

@@ -1,0 +1,60 @@
+"""The research notebooks, executed by papermill on the real data with small parameters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from trader import REPO_ROOT
+from trader.promote import load_artefact
+from trader.research import run_notebook
+
+pytestmark = pytest.mark.notebooks
+NOTEBOOKS = REPO_ROOT / "notebooks"
+
+
+def _outputs(path: Path) -> str:
+    nb = nbformat.read(path, as_version=4)
+    return json.dumps([c.get("outputs", []) for c in nb.cells])
+
+
+def test_backtest_notebook_when_run_then_metrics_and_plot(tmp_path: Path) -> None:
+    out = tmp_path / "backtest.ipynb"
+    run_notebook(NOTEBOOKS / "backtest.ipynb", out,
+                 {"start": "2011-01-03", "end": "2011-01-05", "fast": 5, "slow": 20})
+    text = _outputs(out)
+    assert "total_return" in text and "max_drawdown" in text
+    assert "image/png" in text  # the equity/drawdown figure was drawn
+    assert out.with_suffix(".html").stat().st_size > 10_000
+
+
+def test_promote_notebook_when_gates_pass_then_verified_artefact(tmp_path: Path) -> None:
+    run_notebook(NOTEBOOKS / "promote.ipynb", tmp_path / "promote.ipynb",
+                 {"models_dir": str(tmp_path / "models"), "version": "9",
+                  "start": "2011-01-03", "end": "2011-01-07", "min_trades": 5})
+    art = load_artefact(tmp_path / "models", "ema_rsi", "9")
+    assert art.manifest["metrics"]["n_trades"] >= 5
+    assert {g["name"] for g in art.manifest["gates"]} == {
+        "min_trades", "max_drawdown", "min_total_return"}
+
+
+def test_promote_notebook_when_gate_fails_then_execution_error_and_no_artefact(
+    tmp_path: Path,
+) -> None:
+    import papermill as pm
+
+    with pytest.raises(pm.PapermillExecutionError, match="gates failed"):
+        run_notebook(NOTEBOOKS / "promote.ipynb", tmp_path / "promote.ipynb",
+                     {"models_dir": str(tmp_path / "models"), "start": "2011-01-03",
+                      "end": "2011-01-04", "min_trades": 100_000})
+    assert not (tmp_path / "models" / "ema_rsi").exists()
+
+
+def test_committed_notebooks_have_no_outputs_and_a_parameters_cell() -> None:
+    for path in NOTEBOOKS.glob("*.ipynb"):
+        nb = nbformat.read(path, as_version=4)
+        assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells), path
+        assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), path
