@@ -89,7 +89,7 @@ def _row(ev: dict[str, Any]) -> tuple[Any, ...]:
     for c in COLUMNS:
         v = ev.get(c)
         if c == "ts":
-            v = datetime.fromtimestamp(int(v) / 1e9, tz=UTC)
+            v = datetime.fromtimestamp(int(v or 0) / 1e9, tz=UTC)
         elif c == "metadata" and v is not None:
             v = json.dumps(v)
         out.append(v)

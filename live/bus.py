@@ -21,10 +21,12 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 import zmq
+
+_S = TypeVar("_S", bound=zmq.Socket)
 
 ENDPOINTS = ("md", "intents", "exec", "audit", "control", "status")
 
@@ -55,13 +57,13 @@ class Bus:
 
 
 def socket(
-    ctx: zmq.Context[Any],
+    ctx: zmq.Context[_S],
     kind: int,
     addr: str,
     *,
     bind: bool = False,
     subscribe: bytes | None = None,
-) -> zmq.Socket[Any]:
+) -> _S:
     """Create a socket with the bus's options: no send/receive high-water mark (events are
     never dropped), a 2 s linger so queued events flush on close."""
     s = ctx.socket(kind)

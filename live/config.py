@@ -160,4 +160,4 @@ def resolve_mode(cfg: LiveConfig, *, allow_live: bool = False) -> Literal["sim",
             "mode 'live' trades real money: pass --live and set "
             f"TRADER_CONFIRM_LIVE={LIVE_CONFIRMATION}"
         )
-    return mode  # type: ignore[return-value]
+    return mode

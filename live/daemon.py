@@ -127,7 +127,7 @@ class Daemon:
 
     def _sql(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
-            cur = conn.execute(query, params)  # type: ignore[arg-type]
+            cur = conn.execute(query, params)
             return cur.fetchall() if cur.description else []
 
     def _persist_kill(self, engaged: bool, reason: str, by: str) -> None:
@@ -360,11 +360,12 @@ class Daemon:
             self.session_id, cfg, bus, self.broker, self.dsn, secrets.token_bytes(32), self.halted
         )
         zctx = zmq.asyncio.Context()
-        self.control = socket(zctx, zmq.PUB, bus.addr("control"), bind=True)
+        zsync = zmq.Context()  # non-blocking sends (no high-water mark): control and audit
+        self.control = socket(zsync, zmq.PUB, bus.addr("control"), bind=True)
         status_pull = socket(zctx, zmq.PULL, bus.addr("status"), bind=True)
         status_task = asyncio.create_task(self._read_status(status_pull))
         self.audit = AuditEmitter(
-            socket(zctx, zmq.PUSH, bus.addr("audit")), self.session_id, "daemon"
+            socket(zsync, zmq.PUSH, bus.addr("audit")), self.session_id, "daemon"
         )
         bar = tqdm(
             total=0,
@@ -425,6 +426,7 @@ class Daemon:
                         t.cancel()
                 bar.close()
                 zctx.destroy(linger=0)
+                zsync.destroy(linger=2000)
                 self.summary = await self._summarize(http)
                 self._stop_sim()
                 if self._pg is not None and os.environ.get("TRADER_KEEP_PG") != "1":

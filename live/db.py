@@ -196,7 +196,7 @@ def migrate(dsn: str, sql_dir: Path = SQL_DIR) -> list[int]:
             if n in done:
                 continue
             with conn.transaction():
-                conn.execute(path.read_text())  # type: ignore[call-overload]
+                conn.execute(path.read_text())
                 conn.execute(
                     "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
                     (n, path.name),

@@ -152,7 +152,7 @@ class Engine:
         self.last_denial = None
         self.seq += 1
         coid = f"{self.artefact.strategy}-{self.ctx.session_id[:8]}-{self.seq:06d}"
-        intent = {
+        intent: dict[str, Any] = {
             "session_id": self.ctx.session_id,
             "seq": self.seq,
             "client_order_id": coid,
@@ -278,7 +278,7 @@ def run_engine(ctx: ComponentContext) -> None:
     last_status = 0.0
     while not stopping:
         for sock, _ in poller.poll(100):
-            handlers[sock]()  # type: ignore[index]
+            handlers[sock]()
         now = time.monotonic()
         if now - last_status > 0.25:
             eng.push_status()

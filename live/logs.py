@@ -8,13 +8,14 @@ Secrets are never passed to the logger.
 from __future__ import annotations
 
 import sys
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 
-def _echo_errors(_: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+def _echo_errors(_: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     if method in ("error", "critical", "exception"):
         print(
             f"[{event.get('component', '?')}] ERROR {event.get('event')}: "

@@ -61,7 +61,7 @@ class Session:
 
     def rows(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.dsn) as c:
-            return c.execute(query, params).fetchall()  # type: ignore[arg-type]
+            return c.execute(query, params or None).fetchall()  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -1,0 +1,69 @@
+"""Configuration of the Alpaca-compatible simulator (``[sim]`` in ``config/live.toml``)."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+#: The repository root: relative ``data_path`` values are resolved against it.
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+class SimConfig(BaseModel):
+    """What the simulator replays, how fast, and with how much money.
+
+    Attributes
+    ----------
+    data_path : Path
+        1-minute bar CSV (see :func:`trader.data.loaders.load_minute_bars`); a relative
+        path is resolved against the repository root.
+    symbol : str
+        The one tradable symbol; the bars of ``data_path`` are its bars.
+    start, end : date
+        Inclusive New York calendar dates of the replay (regular session bars only).
+    speed : float
+        Market seconds per wall second (> 0): one 1-minute bar every ``60 / speed`` s.
+    initial_cash : Decimal
+        Starting cash of the paper account, USD (> 0).
+    autostart : bool
+        Start the replay when the server starts instead of on the first market-data
+        subscription to bars.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    data_path: Path = Path("data/intraday/SPY_2011-01_1min.csv")
+    symbol: str = Field("SPY", pattern=r"^[A-Z][A-Z0-9.]{0,9}$")
+    start: date = date(2011, 1, 3)
+    end: date = date(2011, 1, 31)
+    speed: float = 200.0
+    initial_cash: Decimal = Decimal("100000")
+    autostart: bool = False
+
+    @field_validator("data_path")
+    @classmethod
+    def _resolve(cls, v: Path) -> Path:
+        return v if v.is_absolute() else REPO_ROOT / v
+
+    @field_validator("speed")
+    @classmethod
+    def _positive_speed(cls, v: float) -> float:
+        if not v > 0 or v == float("inf"):
+            raise ValueError(f"speed must be a finite number > 0 (market s per wall s), got {v}")
+        return v
+
+    @field_validator("initial_cash")
+    @classmethod
+    def _positive_cash(cls, v: Decimal) -> Decimal:
+        if not v.is_finite() or v <= 0:
+            raise ValueError(f"initial_cash must be a finite amount > 0 USD, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _ordered_dates(self) -> SimConfig:
+        if self.end < self.start:
+            raise ValueError(f"end ({self.end}) is before start ({self.start})")
+        return self
