@@ -4,8 +4,9 @@ Replays the real SPY minute bars of January 2011 through the real engine process
 promoted kernel, the risk gate, HMAC signing, the audit emission) over the same two
 ZeroMQ ipc hops as the live daemon: bench PUB --md--> engine --intents--> bench PULL.
 The floor is the same two hops through a process that only forwards the message.
-Each bar is sent alone and the next waits for its intent (or 1 ms when the strategy
-does not trade), so the figures are latencies, not queueing. Prints p50/p99/p99.9 side
+Bars are sent 1 ms apart (after the intent, when there is one), so the figures are
+latencies, not queueing; the bench plays the
+execution side too and fills every intent at its reference price. Prints p50/p99/p99.9 side
 by side and the ratio; asserts nothing about time.
 
 Run: ``make bench`` (or ``.venv/bin/python bench/live_path.py [--loops N]``).
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from live.bus import Bus, unpack
+from live.bus import Bus, pack, unpack
 from live.config import BrokerEndpoints, load_config
 from live.context import ComponentContext
 from live.engine import run_engine
@@ -55,7 +56,7 @@ def forwarder(bus: Bus, core: int) -> None:
 
 
 def expected_intents(bars: np.ndarray, loops: int) -> np.ndarray:
-    """Which bars make the engine send an intent (same kernel, no fills: pending grows)."""
+    """Which bars make the engine send an intent (the same kernel; every intent is filled)."""
     spec = get_strategy("ema_rsi")
     params, state = spec.params(PARAMS).to_array(), spec.new_state()
     out, pending = [], 0.0
@@ -68,7 +69,12 @@ def expected_intents(bars: np.ndarray, loops: int) -> np.ndarray:
 
 
 def replay(
-    pub: zmq.Socket, pull: zmq.Socket, bars: np.ndarray, loops: int, expect: np.ndarray | None
+    pub: zmq.Socket,
+    pull: zmq.Socket,
+    bars: np.ndarray,
+    loops: int,
+    expect: np.ndarray | None,
+    fills: zmq.Socket | None = None,
 ) -> np.ndarray:
     lat = []
     rec = np.zeros(1, dtype=BAR_DTYPE)
@@ -87,8 +93,23 @@ def replay(
                     else unpack(msg)["ts_recv"]
                 )
                 lat.append(now - int(sent))
-            else:
-                time.sleep(0.001)
+                if fills is not None:  # play execution: fill it, as the broker would
+                    intent = unpack(msg)
+                    sign = "" if intent["side"] == "buy" else "-"
+                    fills.send(
+                        pack(
+                            {
+                                "event": "fill",
+                                "client_order_id": intent["client_order_id"],
+                                "symbol": "SPY",
+                                "qty": sign + intent["qty"],
+                                "price": intent["ref_price"],
+                                "status": "filled",
+                                "execution_id": intent["client_order_id"],
+                            }
+                        )
+                    )
+            time.sleep(0.001)  # bars are paced, so no bar queues behind the last one's work
             i += 1
     return np.array(lat, dtype=np.int64)
 
@@ -122,7 +143,13 @@ def main() -> None:
     ctx, pub, pull = sockets(bus)
     fwd = mp.get_context("spawn").Process(target=forwarder, args=(bus, 1))
     fwd.start()
-    time.sleep(1.0)
+    while True:  # handshake: the forwarder is up once a probe comes back
+        pub.send_multipart([b"PROBE", np.zeros(1, dtype=BAR_DTYPE).tobytes()])
+        if pull.poll(100):
+            pull.recv()
+            break
+    while pull.poll(200):
+        pull.recv()
     floor = replay(pub, pull, bars, a.loops, None)
     pub.send_multipart([b"STOP", b""])
     fwd.join(5)
@@ -165,7 +192,7 @@ def main() -> None:
     poller.poll(120_000)  # the engine reports in once its kernel is compiled
     time.sleep(0.5)
     expect = expected_intents(bars, a.loops)
-    live = replay(pub, pull, bars, a.loops, expect)
+    live = replay(pub, pull, bars, a.loops, expect, fills=sinks[0])
     eng.terminate()
     eng.join(10)
     ctx.destroy(0)

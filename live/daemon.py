@@ -89,8 +89,6 @@ class Daemon:
     cfg : LiveConfig
     allow_live : bool
         The ``--live`` flag (real money also needs ``TRADER_CONFIRM_LIVE``).
-    echo : bool
-        Print progress, orders and fills to stdout.
 
     Raises
     ------
@@ -98,11 +96,10 @@ class Daemon:
         Invalid mode/keys, a refused artefact, or Postgres that does not start.
     """
 
-    def __init__(self, cfg: LiveConfig, *, allow_live: bool = False, echo: bool = True) -> None:
+    def __init__(self, cfg: LiveConfig, *, allow_live: bool = False) -> None:
         self.cfg = cfg
         self.mode = resolve_mode(cfg, allow_live=allow_live)
         self.artefact = load_artefact(cfg.models_dir, cfg.strategy, cfg.strategy_version)
-        self.echo = echo
         self.session_id = uuid.uuid4().hex[:16]
         self.log = setup_logging("daemon", cfg.var_dir)
         self.status: dict[str, dict[str, Any]] = {}
@@ -114,6 +111,7 @@ class Daemon:
         self._pg: EmbeddedPostgres | None = None
         self._stop = asyncio.Event()
         self._stop_reason = ""
+        self._last_line = 0.0
 
     # -- database ------------------------------------------------------------------------
     def _start_database(self) -> str:
@@ -228,10 +226,10 @@ class Daemon:
                 continue
             self.status[snap["component"]] = snap
 
-    async def _read_exec(self, sub: zmq.asyncio.Socket, bar: tqdm[Any] | None) -> None:
+    async def _read_exec(self, sub: zmq.asyncio.Socket, bar: tqdm[Any]) -> None:
         while True:
             ev = unpack(await sub.recv())
-            if ev.get("event") in ("fill", "partial_fill", "rejected") and bar is not None:
+            if ev.get("event") in ("fill", "partial_fill", "rejected"):
                 line = (
                     f"{ev['event'].upper():<12} {ev.get('symbol', ''):<5} "
                     f"{ev.get('qty', ''):>6} @ {ev.get('price', '')}  "
@@ -331,13 +329,19 @@ class Daemon:
             else "waiting for bars"
         )
         pos = eng.get("positions", {}).get(self.cfg.symbol, {}).get("qty", "0")
-        bar.set_description_str(when)
-        bar.set_postfix_str(
+        state = (
             f"orders {ex.get('submitted', 0)} fills {ex.get('fills', 0)} "
             f"pos {pos} realized {Decimal(eng.get('realized_pnl', 0)):+.2f} "
             f"unrealized {Decimal(eng.get('unrealized_pnl', 0)):+.2f}"
             f"{' HALTED' if self.halted else ''}"
         )
+        if not bar.disable:  # a terminal: one live status line
+            bar.set_description_str(when, refresh=False)
+            bar.set_postfix_str(state, refresh=False)
+            bar.refresh()
+        elif time.monotonic() - self._last_line >= 10:  # a log: a line per 10 s
+            self._last_line = time.monotonic()
+            bar.write(f"{when}  bars {bar.n}/{bar.total}  {state}")
 
     async def run(self) -> dict[str, Any]:
         """Run the session until the duration, the end of the replay, SIGINT/SIGTERM, or a
@@ -371,8 +375,7 @@ class Daemon:
             total=0,
             unit="bar",
             file=sys.stdout,
-            disable=not self.echo,
-            mininterval=0.5 if sys.stdout.isatty() else 10,
+            disable=not sys.stdout.isatty(),
             dynamic_ncols=True,
         )
         runner: web.AppRunner | None = None

@@ -263,10 +263,17 @@ def run_engine(ctx: ComponentContext) -> None:
         stopping = True
 
     signal.signal(signal.SIGTERM, _stop)
-    if ctx.cfg.engine_core >= 0 and ctx.cfg.engine_core < (os.cpu_count() or 1):
-        os.sched_setaffinity(0, {ctx.cfg.engine_core})
+    core = ctx.cfg.engine_core
+    n_cpus = os.cpu_count() or 1
+    pin = 0 <= core < n_cpus
+    if pin:
+        # Threads started from here (ZeroMQ's I/O thread) run on the other cores; only
+        # the strategy thread (pid 0 = the calling thread on Linux) owns `core`.
+        os.sched_setaffinity(0, (set(range(n_cpus)) - {core}) or {core})
     zctx = zmq.Context()
     eng = Engine(ctx, zctx)
+    if pin:
+        os.sched_setaffinity(0, {core})
     poller = zmq.Poller()
     for s in (eng.md, eng.exec_events, eng.control):
         poller.register(s, zmq.POLLIN)
