@@ -117,26 +117,25 @@ class Engine:
         day_pnl = self.total_pnl - self.day_start_pnl
         decision = self.gate.check(dqty, price, position, pending, day_pnl)
         ts_event, ts_recv = int(bar["ts_event"]), int(bar["ts_recv"])
-        correlation_id = f"{self.ctx.session_id}:{ts_event}"
-        side = "buy" if qty > 0 else "sell"
+        order = {
+            "correlation_id": f"{self.ctx.session_id}:{ts_event}",
+            "symbol": self.symbol,
+            "side": "buy" if qty > 0 else "sell",
+            "order_type": "market",
+            "time_in_force": "day",
+        }
+        intent_event = {"qty": abs(dqty), "price": price, "status": "new", "ts": ts_recv,
+                         "metadata": {"target": target, "bar_ts": ts_event}}  # fmt: skip
         if not decision.approved:
             key = (target, decision.control)
             if key != self.last_denial:  # audit a standing denial once, not every bar
                 self.last_denial = key
                 self.counts["denied"] += 1
-                common = {
-                    "correlation_id": correlation_id,
-                    "symbol": self.symbol,
-                    "side": side,
-                    "qty": abs(dqty),
-                    "price": price,
-                    "order_type": "market",
-                    "time_in_force": "day",
-                }
-                self.audit.emit("intent", **common, status="new")
+                self.audit.emit("intent", **order, **intent_event)
                 self.audit.emit(
                     "risk_denied",
-                    **common,
+                    **order,
+                    qty=abs(dqty),
                     status="denied",
                     reason=decision.reason,
                     metadata={
@@ -146,22 +145,19 @@ class Engine:
                     },
                 )
                 self.log.warning(
-                    "risk_denied", correlation_id=correlation_id, reason=decision.reason
+                    "risk_denied", correlation_id=order["correlation_id"], reason=decision.reason
                 )
             return
         self.last_denial = None
         self.seq += 1
-        coid = f"{self.artefact.strategy}-{self.ctx.session_id[:8]}-{self.seq:06d}"
+        order["client_order_id"] = (
+            f"{self.artefact.strategy}-{self.ctx.session_id[:8]}-{self.seq:06d}"
+        )
         intent: dict[str, Any] = {
+            **order,
             "session_id": self.ctx.session_id,
             "seq": self.seq,
-            "client_order_id": coid,
-            "correlation_id": correlation_id,
-            "symbol": self.symbol,
-            "side": side,
             "qty": shares(abs(qty)),
-            "order_type": "market",
-            "time_in_force": "day",
             "ref_price": str(price),
             "ts_event": ts_event,
             "ts_recv": ts_recv,
@@ -170,28 +166,12 @@ class Engine:
         intent["ts_intent"] = time.time_ns()
         self.intents.send(pack(intent))
         # -- off the hot path from here ------------------------------------------------
-        self.pending[coid] = dqty
+        self.pending[order["client_order_id"]] = dqty
         self.latency_ns[self.counts["intents"] % LATENCY_WINDOW] = intent["ts_intent"] - ts_recv
         self.counts["intents"] += 1
         self.counts["approved"] += 1
-        common = {
-            "correlation_id": correlation_id,
-            "client_order_id": coid,
-            "symbol": self.symbol,
-            "side": side,
-            "qty": abs(dqty),
-            "price": price,
-            "order_type": "market",
-            "time_in_force": "day",
-        }
-        self.audit.emit(
-            "intent",
-            **common,
-            status="new",
-            ts=ts_recv,
-            metadata={"target": target, "bar_ts": ts_event},
-        )
-        self.audit.emit("risk_approved", **common, status="approved")
+        self.audit.emit("intent", **order, **intent_event)
+        self.audit.emit("risk_approved", **order, qty=abs(dqty), price=price, status="approved")
 
     def on_exec_event(self, raw: bytes) -> None:
         """Apply an execution event (fill, cancel, reject) to positions and pending."""
