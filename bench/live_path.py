@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from live.bus import Bus, pack, unpack
+from live.bus import INTENT, Bus, decode_intent, pack, shares
 from live.config import BrokerEndpoints, load_config
 from live.context import ComponentContext
 from live.engine import run_engine
 from trader import REPO_ROOT
-from trader.data import BAR_DTYPE, load_minute_bars, to_bar_array
+from trader.data import BAR_DTYPE, BAR_STRUCT, load_minute_bars, to_bar_array
 from trader.promote import GateResult, promote
 from trader.strategy import get_strategy
 from trader.strategy.nb import order_qty_nb
@@ -75,6 +75,7 @@ def replay(
     loops: int,
     expect: np.ndarray | None,
     fills: zmq.Socket | None = None,
+    key: bytes = b"",
 ) -> np.ndarray:
     lat = []
     rec = np.zeros(1, dtype=BAR_DTYPE)
@@ -85,25 +86,23 @@ def replay(
             rec["ts_recv"] = time.time_ns()
             pub.send_multipart([b"SPY", rec.tobytes()])
             if expect is None or expect[i]:
-                msg = pull.recv()
+                frames = pull.recv_multipart()
                 now = time.time_ns()
-                sent = (
-                    np.frombuffer(msg, dtype=BAR_DTYPE)[0]["ts_recv"]
-                    if expect is None
-                    else unpack(msg)["ts_recv"]
-                )
+                sent = BAR_STRUCT.unpack(frames[0])[1] if expect is None else INTENT.unpack(
+                    frames[0])[2]  # fmt: skip
                 lat.append(now - int(sent))
                 if fills is not None:  # play execution: fill it, as the broker would
-                    intent = unpack(msg)
+                    intent = decode_intent(key, frames)
                     sign = "" if intent["side"] == "buy" else "-"
+                    qty, price = shares(intent["qty"]), repr(intent["ref_price"])
                     fills.send(
                         pack(
                             {
                                 "event": "fill",
                                 "client_order_id": intent["client_order_id"],
                                 "symbol": "SPY",
-                                "qty": sign + intent["qty"],
-                                "price": intent["ref_price"],
+                                "qty": sign + qty,
+                                "price": price,
                                 "status": "filled",
                                 "execution_id": intent["client_order_id"],
                             }
@@ -192,7 +191,7 @@ def main() -> None:
     poller.poll(120_000)  # the engine reports in once its kernel is compiled
     time.sleep(0.5)
     expect = expected_intents(bars, a.loops)
-    live = replay(pub, pull, bars, a.loops, expect, fills=sinks[0])
+    live = replay(pub, pull, bars, a.loops, expect, fills=sinks[0], key=cctx.approval_key)
     eng.terminate()
     eng.join(10)
     ctx.destroy(0)

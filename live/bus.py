@@ -4,7 +4,7 @@
 endpoint       pattern    carries
 =============  =========  ===============================================================
 ``md``         PUB/SUB    feed -> engine: one bar, raw :data:`~trader.data.BAR_DTYPE` bytes
-``intents``    PUSH/PULL  engine -> execution: risk-approved order intents (signed)
+``intents``    PUSH/PULL  engine -> execution: risk-approved intents, ``[body, MAC]``
 ``exec``       PUB/SUB    execution -> engine: order acknowledgements, fills, cancels
 ``audit``      PUSH/PULL  engine, execution, daemon -> audit writer: order events
 ``control``    PUB/SUB    daemon -> all: kill, resume
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import struct
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,18 +31,6 @@ import zmq
 _S = TypeVar("_S", bound=zmq.Socket)
 
 ENDPOINTS = ("md", "intents", "exec", "audit", "control", "status")
-
-#: Fields of an order intent covered by the risk gate's signature, in order.
-SIGNED_FIELDS = (
-    "session_id",
-    "seq",
-    "client_order_id",
-    "symbol",
-    "side",
-    "qty",
-    "order_type",
-    "time_in_force",
-)
 
 
 @dataclass(frozen=True)
@@ -76,6 +66,11 @@ def socket(
     return s
 
 
+def shares(x: float) -> str:
+    """Format a share quantity without exponent or trailing zeros (``100.0`` -> ``"100"``)."""
+    return f"{x:.9f}".rstrip("0").rstrip(".")
+
+
 def pack(msg: dict[str, Any]) -> bytes:
     """Encode a message dict (msgpack)."""
     return msgpack.packb(msg, use_bin_type=True)
@@ -98,21 +93,77 @@ def unpack(data: bytes) -> dict[str, Any]:
     return msg
 
 
-def sign_intent(key: bytes, intent: dict[str, Any]) -> str:
-    """HMAC-SHA256 (RFC 2104) over the intent's :data:`SIGNED_FIELDS`; hex digest.
+#: Wire layout of an order intent (little-endian): seq, ts_event, ts_recv, ts_intent
+#: (int64 ns since epoch UTC), qty (float64 shares, > 0), ref_price (float64 USD),
+#: side (``b`` buy / ``s`` sell), then NUL-padded ASCII: symbol (8 bytes),
+#: client_order_id (48), session_id (16), order_type (8), time_in_force (4).
+#: One ``struct`` call packs or unpacks it.
+INTENT = struct.Struct("<qqqqddc8s48s16s8s4s")
+_TEXT_FIELDS = ("symbol", "client_order_id", "session_id", "order_type", "time_in_force")
+SIDES = {b"b": "buy", b"s": "sell"}
+MAC_SIZE = 16
+
+
+def intent_mac(key: bytes, body: bytes) -> bytes:
+    """Keyed BLAKE2b (RFC 7693, used as a MAC) of an intent body, 16 bytes.
 
     Only the risk gate and the execution process hold ``key`` (a per-session secret made
-    by the daemon), so an intent that did not pass the gate cannot carry a valid
-    signature.
+    by the daemon), so an intent that did not pass the gate cannot carry a valid MAC.
     """
-    payload = "\x1f".join(str(intent[f]) for f in SIGNED_FIELDS).encode()
-    return hmac.new(key, payload, hashlib.sha256).hexdigest()
+    return hashlib.blake2b(body, key=key, digest_size=MAC_SIZE).digest()
 
 
-def verify_intent(key: bytes, intent: dict[str, Any]) -> bool:
-    """Return True if ``intent["approval"]`` is the gate's signature of this intent."""
-    try:
-        expected = sign_intent(key, intent)
-    except KeyError:
-        return False
-    return hmac.compare_digest(expected, str(intent.get("approval", "")))
+def encode_intent(
+    key: bytes,
+    *,
+    seq: int,
+    ts_event: int,
+    ts_recv: int,
+    qty: float,
+    ref_price: float,
+    side: str,
+    symbol: str,
+    client_order_id: str,
+    session_id: str,
+    order_type: str = "market",
+    time_in_force: str = "day",
+) -> list[bytes]:
+    """Pack and sign an approved intent: two frames, ``[body, mac]``.
+
+    ``ts_intent`` is stamped here, just before the frames are returned for sending.
+    """
+    text = (symbol, client_order_id, session_id, order_type, time_in_force)
+    body = INTENT.pack(seq, ts_event, ts_recv, time.time_ns(), qty, ref_price,
+                       b"b" if side == "buy" else b"s", *(t.encode() for t in text))  # fmt: skip
+    return [body, intent_mac(key, body)]
+
+
+def decode_intent(key: bytes, frames: list[bytes]) -> dict[str, Any]:
+    """Verify and unpack an intent.
+
+    Returns
+    -------
+    dict
+        ``seq, ts_event, ts_recv, ts_intent, qty, ref_price, side, symbol,
+        client_order_id, session_id, order_type, time_in_force``.
+
+    Raises
+    ------
+    ValueError
+        Malformed frames, or a MAC that is missing or not the gate's ("unapproved").
+    """
+    if len(frames) != 2 or len(frames[0]) != INTENT.size:
+        sizes = [len(f) for f in frames]
+        raise ValueError(f"malformed intent: {len(frames)} frames of sizes {sizes}")
+    body, mac = frames
+    if not hmac.compare_digest(intent_mac(key, body), mac):
+        raise ValueError("unapproved: missing or invalid risk-gate MAC")
+    seq, ts_event, ts_recv, ts_intent, qty, ref_price, side, *text = INTENT.unpack(body)
+    if side not in SIDES:
+        raise ValueError(f"malformed intent: side {side!r}")
+    out: dict[str, Any] = {"seq": seq, "ts_event": ts_event, "ts_recv": ts_recv,
+                           "ts_intent": ts_intent, "qty": qty, "ref_price": ref_price,
+                           "side": SIDES[side]}  # fmt: skip
+    for name, raw in zip(_TEXT_FIELDS, text, strict=True):
+        out[name] = raw.rstrip(b"\0").decode()
+    return out

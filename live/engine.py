@@ -21,21 +21,17 @@ import numpy as np
 import zmq
 
 from live.audit import AuditEmitter
-from live.bus import pack, sign_intent, socket, unpack
+from live.bus import encode_intent, pack, shares, socket, unpack
 from live.context import ComponentContext
 from live.ledger import Ledger
 from live.logs import setup_logging
 from live.risk import RiskGate
-from trader.data import BAR_DTYPE
+from trader.data import BAR_STRUCT
 from trader.promote import load_artefact
 from trader.strategy.nb import order_qty_nb
 
 LATENCY_WINDOW = 4096
-
-
-def shares(x: float) -> str:
-    """Format a share quantity without exponent or trailing zeros (``100.0`` -> ``"100"``)."""
-    return f"{x:.9f}".rstrip("0").rstrip(".")
+DAY_NS = 86_400_000_000_000
 
 
 class Engine:
@@ -61,8 +57,11 @@ class Engine:
         self.last_bar_ts = 0
         self.utc_day = -1
         self.day_start_pnl = Decimal(0)
+        self.coid_prefix = f"{art.strategy}-{ctx.session_id[:8]}-"
+        self.position_f = self.pending_f = self.cost_f = self.realized_f = 0.0
+        self.day_start_f = 0.0
         self.last_denial: tuple[float, str] | None = None
-        self.counts = {"intents": 0, "approved": 0, "denied": 0, "fills": 0}
+        self.counts = {"intents": 0, "denied": 0, "fills": 0}
         self.latency_ns = np.zeros(LATENCY_WINDOW, dtype=np.int64)
         bus = ctx.bus
         self.md = socket(zctx, zmq.SUB, bus.addr("md"), subscribe=self.symbol.encode())
@@ -79,99 +78,97 @@ class Engine:
         """Realized + unrealized P&L since the session start, USD."""
         return self.ledger.realized_pnl + self.ledger.unrealized_pnl
 
-    def _roll_day(self, ts_event: int) -> None:
+    def _roll_day(self, utc_day: int) -> None:
         # Regular-session bars (13:30-21:00 UTC) share the UTC and New York dates, so the
-        # UTC day number changes exactly once per session, before its first bar.
-        utc_day = ts_event // 86_400_000_000_000
-        if utc_day != self.utc_day:
-            self.utc_day = utc_day
-            self.day_start_pnl = self.total_pnl
+        # UTC day number changes exactly once per session, before its first bar. The
+        # baseline is the P&L at the previous session's last mark.
+        self.utc_day = utc_day
+        self.day_start_pnl = self.total_pnl
+        self.day_start_f = float(self.day_start_pnl)
+
+    def _sync_mirrors(self) -> None:
+        """Refresh the float copies of the ledger that the hot path reads."""
+        p = self.ledger.position(self.symbol)
+        self.position_f = float(p.qty)
+        self.cost_f = float(p.cost_basis)
+        self.realized_f = float(self.ledger.realized_pnl)
+        self.pending_f = float(sum(self.pending.values(), Decimal(0)))
 
     def on_bar(self, payload: bytes) -> None:
-        """Run the strategy on one bar and send the resulting intent, if any."""
-        bar = np.frombuffer(payload, dtype=BAR_DTYPE)[0]
-        close = float(bar["close"])
+        """Run the strategy and the risk gate on one bar; send the intent, if any, first,
+        and do the bookkeeping (Decimal ledger, audit) after."""
+        ts_event, ts_recv, _o, _h, _l, close, _v = BAR_STRUCT.unpack(payload)
+        utc_day = ts_event // DAY_NS
+        if utc_day != self.utc_day:
+            self._roll_day(utc_day)
         target = self.step_nb(self.state, self.params, close)
-        position = self.ledger.position(self.symbol).qty
-        pending = sum(self.pending.values(), Decimal(0))
-        qty = order_qty_nb(target, float(position), float(pending))
-        ts_event = int(bar["ts_event"])
+        qty = order_qty_nb(target, self.position_f, self.pending_f)
+        if qty != 0.0:
+            day_pnl = self.realized_f + self.position_f * close - self.cost_f - self.day_start_f
+            code = self.gate.check_code(qty, close, self.position_f, self.pending_f, day_pnl)
+            if code == 0:
+                self._send(qty, target, close, ts_event, ts_recv)
+            else:
+                self._deny(code, qty, target, close, day_pnl, ts_event, ts_recv)
+        # -- off the hot path from here ----------------------------------------------------
         self.bars += 1
         self.last_bar_ts = ts_event
-        price = Decimal(repr(close))
-        self._roll_day(ts_event)
-        self.ledger.mark(self.symbol, price)
-        if qty != 0.0:
-            self._order(qty, target, price, position, pending, bar)
+        self.ledger.mark(self.symbol, Decimal(repr(close)))
 
-    def _order(
-        self,
-        qty: float,
-        target: float,
-        price: Decimal,
-        position: Decimal,
-        pending: Decimal,
-        bar: Any,
-    ) -> None:
-        dqty = Decimal(shares(qty))
-        day_pnl = self.total_pnl - self.day_start_pnl
-        decision = self.gate.check(dqty, price, position, pending, day_pnl)
-        ts_event, ts_recv = int(bar["ts_event"]), int(bar["ts_recv"])
-        order = {
+    def _order_fields(self, qty: float, close: float, ts_event: int) -> dict[str, Any]:
+        return {
             "correlation_id": f"{self.ctx.session_id}:{ts_event}",
             "symbol": self.symbol,
             "side": "buy" if qty > 0 else "sell",
+            "qty": Decimal(shares(abs(qty))),
+            "price": Decimal(repr(close)),
             "order_type": "market",
             "time_in_force": "day",
         }
-        intent_event = {"qty": abs(dqty), "price": price, "status": "new", "ts": ts_recv,
-                         "metadata": {"target": target, "bar_ts": ts_event}}  # fmt: skip
-        if not decision.approved:
-            key = (target, decision.control)
-            if key != self.last_denial:  # audit a standing denial once, not every bar
-                self.last_denial = key
-                self.counts["denied"] += 1
-                self.audit.emit("intent", **order, **intent_event)
-                self.audit.emit(
-                    "risk_denied",
-                    **order,
-                    qty=abs(dqty),
-                    status="denied",
-                    reason=decision.reason,
-                    metadata={
-                        "control": decision.control,
-                        "limit": decision.limit,
-                        "value": decision.value,
-                    },
-                )
-                self.log.warning(
-                    "risk_denied", correlation_id=order["correlation_id"], reason=decision.reason
-                )
-            return
-        self.last_denial = None
+
+    def _send(self, qty: float, target: float, close: float, ts_event: int, ts_recv: int) -> None:
         self.seq += 1
-        order["client_order_id"] = (
-            f"{self.artefact.strategy}-{self.ctx.session_id[:8]}-{self.seq:06d}"
-        )
-        intent: dict[str, Any] = {
-            **order,
-            "session_id": self.ctx.session_id,
-            "seq": self.seq,
-            "qty": shares(abs(qty)),
-            "ref_price": str(price),
-            "ts_event": ts_event,
-            "ts_recv": ts_recv,
-        }
-        intent["approval"] = sign_intent(self.ctx.approval_key, intent)
-        intent["ts_intent"] = time.time_ns()
-        self.intents.send(pack(intent))
-        # -- off the hot path from here ------------------------------------------------
-        self.pending[order["client_order_id"]] = dqty
-        self.latency_ns[self.counts["intents"] % LATENCY_WINDOW] = intent["ts_intent"] - ts_recv
+        coid = f"{self.coid_prefix}{self.seq:06d}"
+        frames = encode_intent(
+            self.ctx.approval_key, seq=self.seq, ts_event=ts_event, ts_recv=ts_recv,
+            qty=abs(qty), ref_price=close, side="buy" if qty > 0 else "sell",
+            symbol=self.symbol, client_order_id=coid, session_id=self.ctx.session_id,
+        )  # fmt: skip
+        self.intents.send_multipart(frames)
+        # -- off the hot path from here ----------------------------------------------------
+        self.latency_ns[self.counts["intents"] % LATENCY_WINDOW] = time.time_ns() - ts_recv
         self.counts["intents"] += 1
-        self.counts["approved"] += 1
-        self.audit.emit("intent", **order, **intent_event)
-        self.audit.emit("risk_approved", **order, qty=abs(dqty), price=price, status="approved")
+        self.last_denial = None
+        order = self._order_fields(qty, close, ts_event)
+        order["client_order_id"] = coid
+        self.pending[coid] = order["qty"] if qty > 0 else -order["qty"]
+        self.pending_f += qty
+        meta = {"target": target, "bar_ts": ts_event}
+        self.audit.emit("intent", **order, status="new", ts=ts_recv, metadata=meta)
+        self.audit.emit("risk_approved", **order, status="approved")
+
+    def _deny(self, code: int, qty: float, target: float, close: float, day_pnl: float,
+              ts_event: int, ts_recv: int) -> None:  # fmt: skip
+        decision = self.gate.explain(code, qty, close, self.position_f, self.pending_f, day_pnl)
+        key = (target, decision.control)
+        if key == self.last_denial:  # a standing denial is audited once, not every bar
+            return
+        self.last_denial = key
+        self.counts["denied"] += 1
+        order = self._order_fields(qty, close, ts_event)
+        meta = {"target": target, "bar_ts": ts_event}
+        self.audit.emit("intent", **order, status="new", ts=ts_recv, metadata=meta)
+        self.audit.emit(
+            "risk_denied",
+            **order,
+            status="denied",
+            reason=decision.reason,
+            metadata={"control": decision.control, "limit": decision.limit,
+                      "value": decision.value},
+        )  # fmt: skip
+        self.log.warning(
+            "risk_denied", correlation_id=order["correlation_id"], reason=decision.reason
+        )
 
     def on_exec_event(self, raw: bytes) -> None:
         """Apply an execution event (fill, cancel, reject) to positions and pending."""
@@ -188,6 +185,7 @@ class Engine:
                         del self.pending[coid]
         elif kind in ("canceled", "expired", "rejected", "replaced"):
             self.pending.pop(coid, None)
+        self._sync_mirrors()
 
     def on_control(self, raw: bytes) -> None:
         """Engage or release the kill switch in the gate."""

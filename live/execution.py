@@ -1,7 +1,7 @@
 """The execution process: the only component that talks to the broker's order API.
 
 It accepts an order intent only if it carries a valid risk-gate signature
-(:func:`live.bus.verify_intent`), re-checks the kill switch and the hard per-order caps
+(:func:`live.bus.decode_intent`), re-checks the kill switch and the hard per-order caps
 just before the wire, submits with a deterministic ``client_order_id`` (never twice: see
 :meth:`live.alpaca.AlpacaREST.submit_order_idempotent`), turns ``trade_updates`` into
 events for the engine and the audit trail (fills keyed by ``execution_id``), and on a
@@ -23,7 +23,7 @@ import zmq.asyncio
 from live.aio import wait_for_event
 from live.alpaca import AlpacaREST, trade_updates
 from live.audit import AuditEmitter
-from live.bus import pack, socket, unpack, verify_intent
+from live.bus import decode_intent, pack, shares, socket, unpack
 from live.context import ComponentContext
 from live.logs import setup_logging
 from trader.exceptions import OrderRejected, TemporaryError
@@ -71,7 +71,9 @@ class Execution:
         self.stream_up = asyncio.Event()
 
     # -- intents -------------------------------------------------------------------------
-    def _refuse(self, intent: dict[str, Any], reason: str) -> str:
+    def _refuse(
+        self, intent: dict[str, Any], reason: str, metadata: dict[str, Any] | None = None
+    ) -> None:
         self.counts["refused"] += 1
         self.audit.emit(
             "rejected",
@@ -84,52 +86,46 @@ class Execution:
             time_in_force=intent.get("time_in_force"),
             status="refused",
             reason=reason,
+            metadata=metadata,
         )
         self.log.warning(
             "intent_refused", reason=reason, client_order_id=intent.get("client_order_id")
         )
-        return reason
 
     def pre_wire_check(self, intent: dict[str, Any]) -> str:
-        """Return "" if ``intent`` may go to the broker, else the refusal reason."""
-        if not verify_intent(self.ctx.approval_key, intent):
-            return "unapproved: missing or invalid risk-gate signature"
+        """Return "" if a verified ``intent`` (``qty`` as Decimal shares) may go to the
+        broker, else the refusal reason."""
         if self.halted:
             return "kill_switch: engaged"
-        qty = Decimal(intent["qty"])
+        qty = intent["qty"]
         if not 0 < qty <= self.limits.max_order_qty:
             return f"max_order_qty: {qty} outside (0, {self.limits.max_order_qty}]"
-        notional = qty * Decimal(intent["ref_price"])
+        notional = qty * Decimal(repr(intent["ref_price"]))
         if notional > self.limits.max_order_notional:
             return f"max_order_notional: {notional:.2f} > {self.limits.max_order_notional}"
         if intent["client_order_id"] in self.orders:
             return "duplicate client_order_id: already sent"
         return ""
 
-    async def on_intent(self, raw: bytes) -> None:
-        """Check and submit one intent."""
+    async def on_intent(self, frames: list[bytes]) -> None:
+        """Verify, check and submit one intent."""
         try:
-            intent = unpack(raw)
-        except ValueError as e:
-            self.log.error("malformed_intent", error=str(e))
+            intent = decode_intent(self.ctx.approval_key, frames)
+        except ValueError as e:  # not from the gate: nothing in it can be trusted
+            self._refuse({}, str(e), metadata={"frame_sizes": [len(f) for f in frames]})
             return
+        intent["correlation_id"] = f"{intent['session_id']}:{intent['ts_event']}"
+        intent["qty"] = Decimal(shares(intent["qty"]))
         reason = self.pre_wire_check(intent)
         if reason:
             self._refuse(intent, reason)
-            if intent.get("client_order_id") not in self.orders:
-                self.events.send(
-                    pack(
-                        {
-                            "event": "rejected",
-                            "client_order_id": intent.get("client_order_id"),
-                            "reason": reason,
-                        }
-                    )
-                )
+            if intent["client_order_id"] not in self.orders:
+                self.events.send(pack({"event": "rejected", "reason": reason,
+                                       "client_order_id": intent["client_order_id"]}))  # fmt: skip
             return
         coid = intent["client_order_id"]
         o = TrackedOrder(
-            coid, intent["correlation_id"], intent["symbol"], intent["side"], Decimal(intent["qty"])
+            coid, intent["correlation_id"], intent["symbol"], intent["side"], intent["qty"]
         )
         self.orders[coid] = o
         body = {
@@ -338,13 +334,13 @@ async def _run(ctx: ComponentContext) -> None:
         stream_task = asyncio.create_task(ex.consume_trade_updates())
         await asyncio.wait_for(ex.stream_up.wait(), timeout=30)
 
-        async def pump(sock: zmq.asyncio.Socket, handler: Any) -> None:
+        async def pump(receive: Any, handler: Any) -> None:
             while True:
-                await handler(await sock.recv())
+                await handler(await receive())
 
         tasks = [
-            asyncio.create_task(pump(ex.intents, ex.on_intent)),
-            asyncio.create_task(pump(ex.control, ex.on_control)),
+            asyncio.create_task(pump(ex.intents.recv_multipart, ex.on_intent)),
+            asyncio.create_task(pump(ex.control.recv, ex.on_control)),
         ]
         while not stop.is_set():
             ex.push_status()

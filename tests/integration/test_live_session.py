@@ -19,7 +19,9 @@ from typing import Any
 import psycopg
 import pytest
 import requests
+import zmq
 
+from live.bus import encode_intent
 from tests.conftest import SPY_MINUTE
 from trader import REPO_ROOT
 from trader.promote import GateResult, promote
@@ -125,8 +127,27 @@ def test_sim_session_trades_audits_kills_and_stops_cleanly(session: Session) -> 
     )
     assert fills
 
-    # A resting order at the broker that the kill switch must cancel.
+    # An intent that did not pass the risk gate, pushed straight to execution's socket.
+    sid = s.get("/status")["session_id"]
+    forged = encode_intent(b"not-the-gate-key", seq=999_999, ts_event=0, ts_recv=0, qty=400.0,
+                           ref_price=127.0, side="buy", symbol="SPY",
+                           client_order_id="forged-1", session_id=sid)  # fmt: skip
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.connect(f"ipc://{s.var / 'ipc' / sid[:8] / 'intents'}")
+    push.send_multipart(forged)
+    push.close(linger=2000)
+    ctx.term()
+    refused = s.wait(lambda: s.rows("SELECT reason FROM order_audit_trail WHERE "
+                                    "event_type = 'rejected' AND status = 'refused'"), 30,
+                     "the forged intent refused")  # fmt: skip
+    assert "unapproved" in refused[0][0]
     sim_url, keys = _sim(s)
+    r = requests.get(f"{sim_url}/v2/orders:by_client_order_id", headers=keys, timeout=10,
+                     params={"client_order_id": "forged-1"})  # fmt: skip
+    assert r.status_code == 404  # never reached the broker
+
+    # A resting order at the broker that the kill switch must cancel.
     r = requests.post(
         f"{sim_url}/v2/orders",
         headers=keys,
@@ -199,6 +220,9 @@ def test_sim_session_trades_audits_kills_and_stops_cleanly(session: Session) -> 
     assert len(fill_rows) == len({r[0] for r in fill_rows}) == summary["fills"]
     net = sum((q if side == "buy" else -q) for _, q, side in fill_rows)
     assert Decimal(summary["positions"].get("SPY", "0")) == net
+    # The forged intent never reached the broker.
+    assert not s.rows("SELECT 1 FROM order_audit_trail WHERE client_order_id = 'forged-1'")
+    assert summary["orders_submitted"] == len(orders)
     kills = s.rows("SELECT reason, metadata FROM order_audit_trail WHERE event_type = 'kill'")
     assert kills == [("integration test", {"by": "pytest"})]
     # Microsecond UTC timestamps.

@@ -2,37 +2,50 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from live.bus import pack, sign_intent, unpack, verify_intent
+from live.bus import decode_intent, encode_intent, pack, unpack
 from live.config import load_config, resolve_mode
 from live.feed import bar_record, parse_rfc3339_ns
 from trader import REPO_ROOT
 from trader.exceptions import ConfigurationError
 
-INTENT = {
-    "session_id": "s1",
-    "seq": 3,
-    "client_order_id": "ema_rsi-s1-000003",
-    "symbol": "SPY",
-    "side": "buy",
-    "qty": "100",
-    "order_type": "market",
-    "time_in_force": "day",
-}
+INTENT = {"seq": 3, "ts_event": 1_294_065_000_000_000_000, "ts_recv": 1_294_065_000_000_500_000,
+          "qty": 100.0, "ref_price": 127.05, "side": "buy", "symbol": "SPY",
+          "client_order_id": "ema_rsi-s1-000003", "session_id": "0123456789abcdef"}  # fmt: skip
 
 
-def test_verify_intent_when_signed_then_true_and_any_edit_false() -> None:
-    key = b"k" * 32
-    signed = {**INTENT, "approval": sign_intent(key, INTENT)}
-    assert verify_intent(key, signed)
-    assert not verify_intent(b"x" * 32, signed)
-    for field, value in (("qty", "1000"), ("side", "sell"), ("symbol", "AAPL"), ("seq", 4)):
-        assert not verify_intent(key, {**signed, field: value}), field
-    assert not verify_intent(key, INTENT)  # unsigned
+def test_decode_intent_when_encoded_by_gate_then_round_trips() -> None:
+    key = secrets.token_bytes(32)
+    out = decode_intent(key, encode_intent(key, **INTENT))
+    assert {k: out[k] for k in INTENT} == INTENT
+    assert (out["order_type"], out["time_in_force"]) == ("market", "day")
+    assert out["ts_intent"] >= INTENT["ts_recv"]
+
+
+@pytest.mark.parametrize("offset", [0, 8, 32, 40, 48, 49, 60, 100])
+def test_decode_intent_when_any_byte_altered_then_unapproved(offset: int) -> None:
+    key = secrets.token_bytes(32)
+    body, mac = encode_intent(key, **INTENT)
+    forged = bytearray(body)
+    forged[offset] ^= 0x01
+    with pytest.raises(ValueError, match="unapproved"):
+        decode_intent(key, [bytes(forged), mac])
+
+
+def test_decode_intent_when_wrong_key_or_malformed_then_refused() -> None:
+    key = secrets.token_bytes(32)
+    frames = encode_intent(key, **INTENT)
+    with pytest.raises(ValueError, match="unapproved"):
+        decode_intent(secrets.token_bytes(32), frames)
+    with pytest.raises(ValueError, match="malformed"):
+        decode_intent(key, frames[:1])
+    with pytest.raises(ValueError, match="malformed"):
+        decode_intent(key, [frames[0][:-1], frames[1]])
 
 
 def test_unpack_when_not_a_map_then_value_error() -> None:

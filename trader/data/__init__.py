@@ -1,6 +1,6 @@
 """Market data: loaders, validation and record dtypes."""
 
-from trader.data.dtypes import BAR_COLUMNS, BAR_DTYPE
+from trader.data.dtypes import BAR_COLUMNS, BAR_DTYPE, BAR_STRUCT
 from trader.data.loaders import (
     fingerprint,
     load_daily_csv,
@@ -13,6 +13,7 @@ from trader.data.loaders import (
 __all__ = [
     "BAR_COLUMNS",
     "BAR_DTYPE",
+    "BAR_STRUCT",
     "fingerprint",
     "load_daily_csv",
     "load_lobster",

@@ -6,6 +6,8 @@ the row type of the backtester's input, so both sides read the same bytes.
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 
 #: One OHLCV bar. ``ts_event``: bar *start*, int64 ns since epoch UTC;
@@ -25,3 +27,8 @@ BAR_DTYPE = np.dtype(
 
 #: Columns every bar DataFrame carries, in this order.
 BAR_COLUMNS = ("open", "high", "low", "close", "volume")
+
+#: The same layout as ``BAR_DTYPE`` for ``struct``: one call unpacks a bar from the wire
+#: into (ts_event, ts_recv, open, high, low, close, volume).
+BAR_STRUCT = struct.Struct("<qqddddd")
+assert BAR_STRUCT.size == BAR_DTYPE.itemsize
