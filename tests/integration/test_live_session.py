@@ -122,6 +122,16 @@ def _sim(s: Session) -> tuple[str, dict[str, str]]:
 def test_sim_session_trades_audits_kills_and_stops_cleanly(session: Session) -> None:
     s = session
     s.wait(lambda: s.get("/ready")["ready"], 60, "/ready")
+    for method, path in (("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics"),
+                         ("GET", "/status"), ("GET", "/positions"), ("GET", "/orders"),
+                         ("POST", "/kill"), ("POST", "/resume")):  # fmt: skip
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            r = requests.request(method, s.url + path, headers=headers, timeout=10)
+            assert r.status_code == 401, (method, path, headers)
+    metrics = requests.get(s.url + "/metrics", timeout=10,
+                           headers={"Authorization": f"Bearer {TOKEN}"}).text  # fmt: skip
+    assert "trader_kill_switch 0.0" in metrics
+    assert "trader_bars_total" in metrics
     fills = s.wait(
         lambda: s.get("/status")["components"]["execution"]["fills"] >= 6, 120, "six fills"
     )
