@@ -14,6 +14,8 @@ path               verb  answer
 ``/status``        GET   mode, session, strategy, kill switch, component snapshots
 ``/positions``     GET   the engine's positions (Decimal strings)
 ``/orders``        GET   the execution's open orders
+``/fills``         GET   the engine's last 100 fills (signed shares, USD)
+``/pnl``           GET   realized, unrealized and day P&L (USD, Decimal strings)
 ``/kill``          POST  halt new orders and cancel every open order; body
                          ``{"reason": str, "by": str}``; answers when the broker
                          reports no open order (or after 15 s with the count left)
@@ -143,6 +145,14 @@ def make_control_app(daemon: Daemon, token: str) -> web.Application:
     async def orders(_: web.Request) -> web.Response:
         return web.json_response(daemon.status.get("execution", {}).get("open_orders", []))
 
+    async def fills(_: web.Request) -> web.Response:
+        return web.json_response(daemon.status.get("engine", {}).get("recent_fills", []))
+
+    async def pnl(_: web.Request) -> web.Response:
+        eng = daemon.status.get("engine", {})
+        keys = ("realized_pnl", "unrealized_pnl", "day_pnl")
+        return web.json_response({k: eng.get(k, "0") for k in keys})
+
     async def kill(request: web.Request) -> web.Response:
         body: dict[str, Any] = await request.json() if request.can_read_body else {}
         result = await daemon.kill(str(body.get("reason", "")), str(body.get("by", "api")))
@@ -161,6 +171,8 @@ def make_control_app(daemon: Daemon, token: str) -> web.Application:
             web.get("/status", status),
             web.get("/positions", positions),
             web.get("/orders", orders),
+            web.get("/fills", fills),
+            web.get("/pnl", pnl),
             web.post("/kill", kill),
             web.post("/resume", resume),
         ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections import deque
 from decimal import Decimal
 from typing import Any
 
@@ -31,6 +32,7 @@ from trader.promote import load_artefact
 from trader.strategy.nb import order_qty_nb
 
 LATENCY_WINDOW = 4096
+RECENT_FILLS = 100
 DAY_NS = 86_400_000_000_000
 
 
@@ -63,6 +65,7 @@ class Engine:
         self.last_denial: tuple[float, str] | None = None
         self.counts = {"intents": 0, "denied": 0, "fills": 0}
         self.latency_ns = np.zeros(LATENCY_WINDOW, dtype=np.int64)
+        self.recent_fills: deque[dict[str, Any]] = deque(maxlen=RECENT_FILLS)
         bus = ctx.bus
         self.md = socket(zctx, zmq.SUB, bus.addr("md"), subscribe=self.symbol.encode())
         self.intents = socket(zctx, zmq.PUSH, bus.addr("intents"))
@@ -179,6 +182,8 @@ class Engine:
             qty = Decimal(ev["qty"])
             if self.ledger.apply_fill(ev["execution_id"], ev["symbol"], qty, Decimal(ev["price"])):
                 self.counts["fills"] += 1
+                self.recent_fills.append({k: ev.get(k) for k in (
+                    "client_order_id", "execution_id", "symbol", "qty", "price")})  # fmt: skip
                 if coid in self.pending:
                     self.pending[coid] -= qty
                     if self.pending[coid] == 0 or ev.get("status") == "filled":
@@ -224,6 +229,7 @@ class Engine:
                     "unrealized_pnl": str(self.ledger.unrealized_pnl),
                     "day_pnl": str(self.total_pnl - self.day_start_pnl),
                     "pending": {k: str(v) for k, v in self.pending.items()},
+                    "recent_fills": list(self.recent_fills),
                     "tick_to_intent_us_p50": float(np.percentile(lat, 50)) / 1e3 if n else None,
                     "tick_to_intent_us_p99": float(np.percentile(lat, 99)) / 1e3 if n else None,
                 }

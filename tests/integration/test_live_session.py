@@ -124,6 +124,7 @@ def test_sim_session_trades_audits_kills_and_stops_cleanly(session: Session) -> 
     s.wait(lambda: s.get("/ready")["ready"], 60, "/ready")
     for method, path in (("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics"),
                          ("GET", "/status"), ("GET", "/positions"), ("GET", "/orders"),
+                         ("GET", "/fills"), ("GET", "/pnl"),
                          ("POST", "/kill"), ("POST", "/resume")):  # fmt: skip
         for headers in ({}, {"Authorization": "Bearer wrong"}):
             r = requests.request(method, s.url + path, headers=headers, timeout=10)
@@ -136,6 +137,13 @@ def test_sim_session_trades_audits_kills_and_stops_cleanly(session: Session) -> 
         lambda: s.get("/status")["components"]["execution"]["fills"] >= 6, 120, "six fills"
     )
     assert fills
+    recent = s.get("/fills")
+    assert len(recent) >= 6
+    assert {f["symbol"] for f in recent} == {"SPY"}
+    assert len({f["execution_id"] for f in recent}) == len(recent)
+    pnl = s.get("/pnl")
+    assert set(pnl) == {"realized_pnl", "unrealized_pnl", "day_pnl"}
+    assert all(Decimal(v).is_finite() for v in pnl.values())
 
     # An intent that did not pass the risk gate, pushed straight to execution's socket.
     sid = s.get("/status")["session_id"]
