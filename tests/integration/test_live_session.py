@@ -28,6 +28,8 @@ from trader.promote import GateResult, promote
 
 pytestmark = pytest.mark.integration
 TOKEN = "test-token"
+# The simulator accepts only this pair when it is in its environment (as Alpaca would).
+KEY_ID, SECRET = "PKINTEGRATION0001", "sk-integration-secret-5f0c9a"
 # Fast-moving parameters so a short replay trades often.
 PARAMS = {"fast": 3, "slow": 8, "rsi_window": 5, "rsi_overbought": 90.0, "qty": 10}
 
@@ -89,8 +91,8 @@ end = 2011-01-04
 speed = 3000.0
 """)
     (cfg / "risk.toml").write_text((REPO_ROOT / "config/risk.toml").read_text())
-    env = {**os.environ, "DATABASE_URL": database, "TRADER_CONTROL_TOKEN": TOKEN}
-    env.pop("APCA_API_KEY_ID", None)
+    env = {**os.environ, "DATABASE_URL": database, "TRADER_CONTROL_TOKEN": TOKEN,
+           "APCA_API_KEY_ID": KEY_ID, "APCA_API_SECRET_KEY": SECRET}  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "live", "--config-dir", str(cfg), "run"],
         cwd=REPO_ROOT,
@@ -116,7 +118,7 @@ speed = 3000.0
 def _sim(s: Session) -> tuple[str, dict[str, str]]:
     st = s.get("/status")
     assert st["mode"] == "sim"
-    return st["broker_url"], {"APCA-API-KEY-ID": "sim-key", "APCA-API-SECRET-KEY": "sim-secret"}
+    return st["broker_url"], {"APCA-API-KEY-ID": KEY_ID, "APCA-API-SECRET-KEY": SECRET}
 
 
 def test_sim_session_trades_audits_kills_and_stops_cleanly(session: Session) -> None:
@@ -246,6 +248,16 @@ def test_sim_session_trades_audits_kills_and_stops_cleanly(session: Session) -> 
     # Microsecond UTC timestamps.
     (ts,) = s.rows("SELECT ts FROM order_audit_trail ORDER BY id LIMIT 1")[0]
     assert ts.tzinfo is not None
+
+    # Secrets never reach the logs, the audit trail or the session summary.
+    logs = "".join(p.read_text() for p in (s.var / "log").glob("*.log"))
+    assert "risk_denied" in logs  # the logs were written and read
+    stored = json.dumps(s.rows("SELECT row_to_json(a) FROM order_audit_trail a")) + json.dumps(
+        summary)  # fmt: skip
+    for secret in (SECRET, KEY_ID, TOKEN):
+        assert secret not in logs
+        assert secret not in stored
+        assert secret not in out
 
     # The kill switch survives a restart: it is persisted in risk_state.
     (state,) = s.rows("SELECT value FROM risk_state WHERE key = 'kill_switch'")[0]
