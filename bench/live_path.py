@@ -1,7 +1,7 @@
 """Benchmark: tick -> risk-approved order intent on the execution socket.
 
 Replays the real SPY minute bars of January 2011 through the real engine process (the
-promoted kernel, the risk gate, HMAC signing, the audit emission) over the same two
+promoted kernel, the risk gate, the intent MAC, the audit emission) over the same two
 ZeroMQ ipc hops as the live daemon: bench PUB --md--> engine --intents--> bench PULL.
 The floor is the same two hops through a process that only forwards the message.
 Bars are sent 1 ms apart (after the intent, when there is one), so the figures are
