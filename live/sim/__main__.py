@@ -38,6 +38,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[SimConfig, str, int]:
     p.add_argument("--speed", type=float, help="market seconds per wall second")
     p.add_argument("--cash", type=Decimal, help="initial cash, USD")
     p.add_argument("--autostart", action="store_true", help="replay without waiting for bars")
+    p.add_argument("--fault-latency", type=float, help="seconds added to every REST request")
+    p.add_argument("--fault-5xx", type=float, help="share of REST requests refused with 503")
+    p.add_argument("--fault-lost", type=float, help="share of REST responses lost after work")
+    p.add_argument("--fault-seed", type=int, help="seed of the fault draws")
     a = p.parse_args(argv)
     given = {
         "data_path": a.data,
@@ -47,6 +51,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[SimConfig, str, int]:
         "speed": a.speed,
         "initial_cash": a.cash,
         "autostart": a.autostart or None,
+        "fault_latency_s": a.fault_latency,
+        "fault_5xx_rate": a.fault_5xx,
+        "fault_lost_response_rate": a.fault_lost,
+        "fault_seed": a.fault_seed,
     }
     try:
         config = SimConfig(**{k: v for k, v in given.items() if v is not None})

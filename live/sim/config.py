@@ -31,6 +31,16 @@ class SimConfig(BaseModel):
     autostart : bool
         Start the replay when the server starts instead of on the first market-data
         subscription to bars.
+    fault_latency_s : float
+        Fault injection: seconds added before every trading REST request (>= 0).
+    fault_5xx_rate : float
+        Fault injection: share of trading REST requests answered 503 *without* being
+        processed (0..1).
+    fault_lost_response_rate : float
+        Fault injection: share of trading REST requests that *are* processed but whose
+        response is lost: the connection is closed before the answer (0..1).
+    fault_seed : int
+        Seed of the fault draws, so a failing run can be replayed.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -42,6 +52,10 @@ class SimConfig(BaseModel):
     speed: float = 200.0
     initial_cash: Decimal = Decimal("100000")
     autostart: bool = False
+    fault_latency_s: float = Field(0.0, ge=0.0)
+    fault_5xx_rate: float = Field(0.0, ge=0.0, le=1.0)
+    fault_lost_response_rate: float = Field(0.0, ge=0.0, le=1.0)
+    fault_seed: int = 0
 
     @field_validator("data_path")
     @classmethod

@@ -41,6 +41,7 @@ import binascii
 import json
 import logging
 import os
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import date, datetime, timedelta
@@ -193,6 +194,8 @@ class SimState:
 
     def __init__(self, config: SimConfig) -> None:
         self.config = config
+        self.faults = random.Random(config.fault_seed)
+        self.faults_injected = {"5xx": 0, "lost_response": 0}
         if not config.data_path.is_file():
             raise ConfigurationError(f"simulator data file not found: {config.data_path}")
         df = load_minute_bars(config.data_path, session="regular")
@@ -314,6 +317,7 @@ class SimState:
             "bars_total": self.stop - self.first,
             "replay_ts": rfc3339(int(self.ts[last])) if self.bars_sent else None,
             "last_price": fmt(to_decimal(float(self.ohlcv[last, 3]))) if self.bars_sent else None,
+            "faults_injected": dict(self.faults_injected),
         }
 
     # -- historical bars -------------------------------------------------------------
@@ -375,6 +379,28 @@ def _is_trading(path: str) -> bool:
     return (
         path.startswith("/v2/") and not path.startswith("/v2/stocks/") and path not in _FEED_PATHS
     )
+
+
+@web.middleware
+async def _faults(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    """Inject the configured faults into trading REST requests (see :class:`SimConfig`)."""
+    state = request.app[STATE]
+    cfg = state.config
+    if not _is_trading(request.path):
+        return await handler(request)
+    if cfg.fault_latency_s:
+        await asyncio.sleep(cfg.fault_latency_s)
+    if state.faults.random() < cfg.fault_5xx_rate:
+        state.faults_injected["5xx"] += 1
+        return web.json_response(
+            {"code": 50310000, "message": "injected fault: service unavailable"}, status=503
+        )
+    response = await handler(request)
+    if state.faults.random() < cfg.fault_lost_response_rate:
+        state.faults_injected["lost_response"] += 1
+        if request.transport is not None:
+            request.transport.close()  # processed, but the client never hears back
+    return response
 
 
 @web.middleware
@@ -737,7 +763,7 @@ def make_app(config: SimConfig) -> web.Application:
     ConfigurationError
         If the bars cannot be loaded or none fall in ``[start, end]``.
     """
-    app = web.Application(middlewares=[_rate_limit, _errors, _auth])
+    app = web.Application(middlewares=[_faults, _rate_limit, _errors, _auth])
     app[STATE] = SimState(config)
     r = app.router
     r.add_get("/v2/account", account)
