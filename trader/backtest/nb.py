@@ -22,7 +22,7 @@ FILL_DTYPE = np.dtype(
 )
 
 
-@njit(cache=True)
+@njit  # not cached: with a kernel as argument the cache misses in every new process and grows
 def backtest_bars_nb(
     step_nb: Callable[..., float],
     ts: np.ndarray,
