@@ -88,8 +88,11 @@ def replay(
             if expect is None or expect[i]:
                 frames = pull.recv_multipart()
                 now = time.time_ns()
-                sent = BAR_STRUCT.unpack(frames[0])[1] if expect is None else INTENT.unpack(
-                    frames[0])[2]  # fmt: skip
+                sent = (
+                    BAR_STRUCT.unpack(frames[0])[1]
+                    if expect is None
+                    else INTENT.unpack(frames[0])[2]
+                )
                 lat.append(now - int(sent))
                 if fills is not None:  # play execution: fill it, as the broker would
                     intent = decode_intent(key, frames)

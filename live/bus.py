@@ -133,8 +133,16 @@ def encode_intent(
     ``ts_intent`` is stamped here, just before the frames are returned for sending.
     """
     text = (symbol, client_order_id, session_id, order_type, time_in_force)
-    body = INTENT.pack(seq, ts_event, ts_recv, time.time_ns(), qty, ref_price,
-                       b"b" if side == "buy" else b"s", *(t.encode() for t in text))  # fmt: skip
+    body = INTENT.pack(
+        seq,
+        ts_event,
+        ts_recv,
+        time.time_ns(),
+        qty,
+        ref_price,
+        b"b" if side == "buy" else b"s",
+        *(t.encode() for t in text),
+    )
     return [body, intent_mac(key, body)]
 
 
@@ -161,9 +169,15 @@ def decode_intent(key: bytes, frames: list[bytes]) -> dict[str, Any]:
     seq, ts_event, ts_recv, ts_intent, qty, ref_price, side, *text = INTENT.unpack(body)
     if side not in SIDES:
         raise ValueError(f"malformed intent: side {side!r}")
-    out: dict[str, Any] = {"seq": seq, "ts_event": ts_event, "ts_recv": ts_recv,
-                           "ts_intent": ts_intent, "qty": qty, "ref_price": ref_price,
-                           "side": SIDES[side]}  # fmt: skip
+    out: dict[str, Any] = {
+        "seq": seq,
+        "ts_event": ts_event,
+        "ts_recv": ts_recv,
+        "ts_intent": ts_intent,
+        "qty": qty,
+        "ref_price": ref_price,
+        "side": SIDES[side],
+    }
     for name, raw in zip(_TEXT_FIELDS, text, strict=True):
         out[name] = raw.rstrip(b"\0").decode()
     return out

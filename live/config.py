@@ -13,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from live.sim.config import SimConfig
 from trader.exceptions import ConfigurationError
@@ -34,8 +34,27 @@ class RiskLimits(BaseModel):
 
     max_order_qty: int = Field(gt=0)
     max_order_notional: Decimal = Field(gt=0)
+    min_order_value: Decimal = Field(ge=0)
+    max_orders_per_minute: int = Field(gt=0, le=10_000)
     max_position_qty: int = Field(gt=0)
+    max_position_notional: Decimal = Field(gt=0)
+    max_open_orders: int = Field(gt=0)
     daily_loss_limit: Decimal = Field(gt=0)
+    max_intraday_drawdown: Decimal = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RiskLimits:
+        if self.min_order_value >= self.max_order_notional:
+            raise ValueError(
+                f"min_order_value ({self.min_order_value}) must be below max_order_notional "
+                f"({self.max_order_notional})"
+            )
+        if self.max_order_qty > self.max_position_qty:
+            raise ValueError(
+                f"max_order_qty ({self.max_order_qty}) exceeds max_position_qty "
+                f"({self.max_position_qty})"
+            )
+        return self
 
 
 class ControlConfig(BaseModel):

@@ -303,7 +303,7 @@ class Daemon:
         while time.monotonic() < deadline:
             ex = self.status.get("execution", {})
             if ex.get("kill_ack") == kill_id:
-                left = int(ex.get("broker_open_orders", -1))
+                left = ex["broker_open_orders"]
                 return {"halted": True, "broker_open_orders": left, "confirmed": left == 0}
             await asyncio.sleep(0.02)
         return {"halted": True, "broker_open_orders": None, "confirmed": False}

@@ -61,7 +61,7 @@ class Engine:
         self.day_start_pnl = Decimal(0)
         self.coid_prefix = f"{art.strategy}-{ctx.session_id[:8]}-"
         self.position_f = self.pending_f = self.cost_f = self.realized_f = 0.0
-        self.day_start_f = 0.0
+        self.day_start_f = self.day_peak_f = 0.0
         self.last_denial: tuple[float, str] | None = None
         self.counts = {"intents": 0, "denied": 0, "fills": 0}
         self.latency_ns = np.zeros(LATENCY_WINDOW, dtype=np.int64)
@@ -88,6 +88,7 @@ class Engine:
         self.utc_day = utc_day
         self.day_start_pnl = self.total_pnl
         self.day_start_f = float(self.day_start_pnl)
+        self.day_peak_f = 0.0
 
     def _sync_mirrors(self) -> None:
         """Refresh the float copies of the ledger that the hot path reads."""
@@ -106,13 +107,25 @@ class Engine:
             self._roll_day(utc_day)
         target = self.step_nb(self.state, self.params, close)
         qty = order_qty_nb(target, self.position_f, self.pending_f)
+        day_pnl = self.realized_f + self.position_f * close - self.cost_f - self.day_start_f
+        if day_pnl > self.day_peak_f:
+            self.day_peak_f = day_pnl
         if qty != 0.0:
-            day_pnl = self.realized_f + self.position_f * close - self.cost_f - self.day_start_f
-            code = self.gate.check_code(qty, close, self.position_f, self.pending_f, day_pnl)
+            risk = (
+                qty,
+                close,
+                self.position_f,
+                self.pending_f,
+                len(self.pending),
+                day_pnl,
+                self.day_peak_f,
+                time.time_ns(),
+            )
+            code = self.gate.check_code(*risk)
             if code == 0:
                 self._send(qty, target, close, ts_event, ts_recv)
             else:
-                self._deny(code, qty, target, close, day_pnl, ts_event, ts_recv)
+                self._deny(code, risk, target, ts_event, ts_recv)
         # -- off the hot path from here ----------------------------------------------------
         self.bars += 1
         self.last_bar_ts = ts_event
@@ -133,13 +146,22 @@ class Engine:
         self.seq += 1
         coid = f"{self.coid_prefix}{self.seq:06d}"
         frames = encode_intent(
-            self.ctx.approval_key, seq=self.seq, ts_event=ts_event, ts_recv=ts_recv,
-            qty=abs(qty), ref_price=close, side="buy" if qty > 0 else "sell",
-            symbol=self.symbol, client_order_id=coid, session_id=self.ctx.session_id,
-        )  # fmt: skip
+            self.ctx.approval_key,
+            seq=self.seq,
+            ts_event=ts_event,
+            ts_recv=ts_recv,
+            qty=abs(qty),
+            ref_price=close,
+            side="buy" if qty > 0 else "sell",
+            symbol=self.symbol,
+            client_order_id=coid,
+            session_id=self.ctx.session_id,
+        )
         self.intents.send_multipart(frames)
         # -- off the hot path from here ----------------------------------------------------
-        self.latency_ns[self.counts["intents"] % LATENCY_WINDOW] = time.time_ns() - ts_recv
+        now = time.time_ns()
+        self.gate.record(now)
+        self.latency_ns[self.counts["intents"] % LATENCY_WINDOW] = now - ts_recv
         self.counts["intents"] += 1
         self.last_denial = None
         order = self._order_fields(qty, close, ts_event)
@@ -150,9 +172,11 @@ class Engine:
         self.audit.emit("intent", **order, status="new", ts=ts_recv, metadata=meta)
         self.audit.emit("risk_approved", **order, status="approved")
 
-    def _deny(self, code: int, qty: float, target: float, close: float, day_pnl: float,
-              ts_event: int, ts_recv: int) -> None:  # fmt: skip
-        decision = self.gate.explain(code, qty, close, self.position_f, self.pending_f, day_pnl)
+    def _deny(
+        self, code: int, risk: tuple[Any, ...], target: float, ts_event: int, ts_recv: int
+    ) -> None:
+        decision = self.gate.explain(code, *risk)
+        qty, close = risk[0], risk[1]
         key = (target, decision.control)
         if key == self.last_denial:  # a standing denial is audited once, not every bar
             return
@@ -166,9 +190,12 @@ class Engine:
             **order,
             status="denied",
             reason=decision.reason,
-            metadata={"control": decision.control, "limit": decision.limit,
-                      "value": decision.value},
-        )  # fmt: skip
+            metadata={
+                "control": decision.control,
+                "limit": decision.limit,
+                "value": decision.value,
+            },
+        )
         self.log.warning(
             "risk_denied", correlation_id=order["correlation_id"], reason=decision.reason
         )
@@ -182,8 +209,12 @@ class Engine:
             qty = Decimal(ev["qty"])
             if self.ledger.apply_fill(ev["execution_id"], ev["symbol"], qty, Decimal(ev["price"])):
                 self.counts["fills"] += 1
-                self.recent_fills.append({k: ev.get(k) for k in (
-                    "client_order_id", "execution_id", "symbol", "qty", "price")})  # fmt: skip
+                self.recent_fills.append(
+                    {
+                        k: ev.get(k)
+                        for k in ("client_order_id", "execution_id", "symbol", "qty", "price")
+                    }
+                )
                 if coid in self.pending:
                     self.pending[coid] -= qty
                     if self.pending[coid] == 0 or ev.get("status") == "filled":

@@ -60,6 +60,9 @@ class Execution:
         self.executions: set[str] = set()
         self.counts = {"submitted": 0, "accepted": 0, "fills": 0, "rejected": 0, "refused": 0}
         self.kill_ack = ""
+        # Open orders the broker reported after the last cancel-everything (kill or stop);
+        # sent in every status snapshot so the daemon never reads a stale one.
+        self.broker_open_orders: int | None = None
         bus = ctx.bus
         self.intents = socket(zctx, zmq.PULL, bus.addr("intents"), bind=True)
         self.events = socket(zctx, zmq.PUB, bus.addr("exec"), bind=True)
@@ -120,8 +123,15 @@ class Execution:
         if reason:
             self._refuse(intent, reason)
             if intent["client_order_id"] not in self.orders:
-                self.events.send(pack({"event": "rejected", "reason": reason,
-                                       "client_order_id": intent["client_order_id"]}))  # fmt: skip
+                self.events.send(
+                    pack(
+                        {
+                            "event": "rejected",
+                            "reason": reason,
+                            "client_order_id": intent["client_order_id"],
+                        }
+                    )
+                )
             return
         coid = intent["client_order_id"]
         o = TrackedOrder(
@@ -291,9 +301,10 @@ class Execution:
         if cmd.get("cmd") == "kill":
             self.halted = True
             remaining = await self.cancel_everything(f"kill: {cmd.get('reason', '')}")
+            self.broker_open_orders = remaining  # before the ack: one snapshot carries both
             self.kill_ack = str(cmd.get("kill_id", ""))
             self.log.warning("killed", open_orders_left=remaining, by=cmd.get("by"))
-            self.push_status(broker_open_orders=remaining)
+            self.push_status()
         elif cmd.get("cmd") == "resume":
             self.halted = False
             self.push_status()
@@ -306,6 +317,7 @@ class Execution:
                     "component": "execution",
                     "halted": self.halted,
                     "kill_ack": self.kill_ack,
+                    "broker_open_orders": self.broker_open_orders,
                     "stream_connected": self.stream_up.is_set(),
                     **self.counts,
                     "open_orders": [
@@ -350,7 +362,8 @@ async def _run(ctx: ComponentContext) -> None:
         remaining = await ex.cancel_everything("shutdown")
         await asyncio.sleep(0.3)  # let the stream deliver the last cancel/fill events
         stream_task.cancel()
-        ex.push_status(broker_open_orders=remaining, stopped=True)
+        ex.broker_open_orders = remaining
+        ex.push_status(stopped=True)
         ex.log.info("stopped", open_orders_left=remaining, **ex.counts)
     zctx.destroy(linger=2000)
 

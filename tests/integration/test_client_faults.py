@@ -19,8 +19,14 @@ N_ORDERS = 60
 
 
 def _order(coid: str) -> dict[str, str]:
-    return {"symbol": "SPY", "qty": "1", "side": "buy", "type": "market",
-            "time_in_force": "day", "client_order_id": coid}  # fmt: skip
+    return {
+        "symbol": "SPY",
+        "qty": "1",
+        "side": "buy",
+        "type": "market",
+        "time_in_force": "day",
+        "client_order_id": coid,
+    }
 
 
 async def _broker_view(url: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -91,8 +91,13 @@ end = 2011-01-04
 speed = 3000.0
 """)
     (cfg / "risk.toml").write_text((REPO_ROOT / "config/risk.toml").read_text())
-    env = {**os.environ, "DATABASE_URL": database, "TRADER_CONTROL_TOKEN": TOKEN,
-           "APCA_API_KEY_ID": KEY_ID, "APCA_API_SECRET_KEY": SECRET}  # fmt: skip
+    env = {
+        **os.environ,
+        "DATABASE_URL": database,
+        "TRADER_CONTROL_TOKEN": TOKEN,
+        "APCA_API_KEY_ID": KEY_ID,
+        "APCA_API_SECRET_KEY": SECRET,
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "live", "--config-dir", str(cfg), "run"],
         cwd=REPO_ROOT,
@@ -124,15 +129,24 @@ def _sim(s: Session) -> tuple[str, dict[str, str]]:
 def test_sim_session_trades_audits_kills_and_stops_cleanly(session: Session) -> None:
     s = session
     s.wait(lambda: s.get("/ready")["ready"], 60, "/ready")
-    for method, path in (("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics"),
-                         ("GET", "/status"), ("GET", "/positions"), ("GET", "/orders"),
-                         ("GET", "/fills"), ("GET", "/pnl"),
-                         ("POST", "/kill"), ("POST", "/resume")):  # fmt: skip
+    for method, path in (
+        ("GET", "/health"),
+        ("GET", "/ready"),
+        ("GET", "/metrics"),
+        ("GET", "/status"),
+        ("GET", "/positions"),
+        ("GET", "/orders"),
+        ("GET", "/fills"),
+        ("GET", "/pnl"),
+        ("POST", "/kill"),
+        ("POST", "/resume"),
+    ):
         for headers in ({}, {"Authorization": "Bearer wrong"}):
             r = requests.request(method, s.url + path, headers=headers, timeout=10)
             assert r.status_code == 401, (method, path, headers)
-    metrics = requests.get(s.url + "/metrics", timeout=10,
-                           headers={"Authorization": f"Bearer {TOKEN}"}).text  # fmt: skip
+    metrics = requests.get(
+        s.url + "/metrics", timeout=10, headers={"Authorization": f"Bearer {TOKEN}"}
+    ).text
     assert "trader_kill_switch 0.0" in metrics
     assert "trader_bars_total" in metrics
     fills = s.wait(
@@ -149,22 +163,40 @@ def test_sim_session_trades_audits_kills_and_stops_cleanly(session: Session) -> 
 
     # An intent that did not pass the risk gate, pushed straight to execution's socket.
     sid = s.get("/status")["session_id"]
-    forged = encode_intent(b"not-the-gate-key", seq=999_999, ts_event=0, ts_recv=0, qty=400.0,
-                           ref_price=127.0, side="buy", symbol="SPY",
-                           client_order_id="forged-1", session_id=sid)  # fmt: skip
+    forged = encode_intent(
+        b"not-the-gate-key",
+        seq=999_999,
+        ts_event=0,
+        ts_recv=0,
+        qty=400.0,
+        ref_price=127.0,
+        side="buy",
+        symbol="SPY",
+        client_order_id="forged-1",
+        session_id=sid,
+    )
     ctx = zmq.Context()
     push = ctx.socket(zmq.PUSH)
     push.connect(f"ipc://{s.var / 'ipc' / sid[:8] / 'intents'}")
     push.send_multipart(forged)
     push.close(linger=2000)
     ctx.term()
-    refused = s.wait(lambda: s.rows("SELECT reason FROM order_audit_trail WHERE "
-                                    "event_type = 'rejected' AND status = 'refused'"), 30,
-                     "the forged intent refused")  # fmt: skip
+    refused = s.wait(
+        lambda: s.rows(
+            "SELECT reason FROM order_audit_trail WHERE "
+            "event_type = 'rejected' AND status = 'refused'"
+        ),
+        30,
+        "the forged intent refused",
+    )
     assert "unapproved" in refused[0][0]
     sim_url, keys = _sim(s)
-    r = requests.get(f"{sim_url}/v2/orders:by_client_order_id", headers=keys, timeout=10,
-                     params={"client_order_id": "forged-1"})  # fmt: skip
+    r = requests.get(
+        f"{sim_url}/v2/orders:by_client_order_id",
+        headers=keys,
+        timeout=10,
+        params={"client_order_id": "forged-1"},
+    )
     assert r.status_code == 404  # never reached the broker
 
     # A resting order at the broker that the kill switch must cancel.
@@ -253,7 +285,8 @@ def test_sim_session_trades_audits_kills_and_stops_cleanly(session: Session) -> 
     logs = "".join(p.read_text() for p in (s.var / "log").glob("*.log"))
     assert "risk_denied" in logs  # the logs were written and read
     stored = json.dumps(s.rows("SELECT row_to_json(a) FROM order_audit_trail a")) + json.dumps(
-        summary)  # fmt: skip
+        summary
+    )
     for secret in (SECRET, KEY_ID, TOKEN):
         assert secret not in logs
         assert secret not in stored

@@ -14,9 +14,17 @@ from live.feed import bar_record, parse_rfc3339_ns
 from trader import REPO_ROOT
 from trader.exceptions import ConfigurationError
 
-INTENT = {"seq": 3, "ts_event": 1_294_065_000_000_000_000, "ts_recv": 1_294_065_000_000_500_000,
-          "qty": 100.0, "ref_price": 127.05, "side": "buy", "symbol": "SPY",
-          "client_order_id": "ema_rsi-s1-000003", "session_id": "0123456789abcdef"}  # fmt: skip
+INTENT = {
+    "seq": 3,
+    "ts_event": 1_294_065_000_000_000_000,
+    "ts_recv": 1_294_065_000_000_500_000,
+    "qty": 100.0,
+    "ref_price": 127.05,
+    "side": "buy",
+    "symbol": "SPY",
+    "client_order_id": "ema_rsi-s1-000003",
+    "session_id": "0123456789abcdef",
+}
 
 
 def test_decode_intent_when_encoded_by_gate_then_round_trips() -> None:
