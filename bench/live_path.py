@@ -86,6 +86,10 @@ def replay(
             rec["ts_recv"] = time.time_ns()
             pub.send_multipart([b"SPY", rec.tobytes()])
             if expect is None or expect[i]:
+                if not pull.poll(5000):
+                    raise SystemExit(
+                        f"no intent for bar {i} within 5 s: see the engine log (a risk denial?)"
+                    )
                 frames = pull.recv_multipart()
                 now = time.time_ns()
                 sent = (
@@ -164,6 +168,10 @@ def main() -> None:
     cfg = load_config(
         models_dir=tmp / "models", strategy_version="bench", var_dir=tmp / "var", engine_core=1
     )
+    # The bench replays a month in seconds: lift the per-minute throttle (every other
+    # control stays as shipped in config/risk.toml).
+    risk = cfg.risk.model_copy(update={"max_orders_per_minute": 10_000})
+    cfg = cfg.model_copy(update={"risk": risk})
     bus = Bus(tmp / "engine")
     bus.ipc_dir.mkdir()
     ctx, pub, pull = sockets(bus)
