@@ -16,6 +16,7 @@ path               verb  answer
 ``/orders``        GET   the execution's open orders
 ``/fills``         GET   the engine's last 100 fills (signed shares, USD)
 ``/pnl``           GET   realized, unrealized and day P&L (USD, Decimal strings)
+``/limits``        GET   the risk limits in force (``config/risk.toml``)
 ``/kill``          POST  halt new orders and cancel every open order; body
                          ``{"reason": str, "by": str}``; answers when the broker
                          reports no open order (or after 15 s with the count left)
@@ -153,6 +154,9 @@ def make_control_app(daemon: Daemon, token: str) -> web.Application:
         keys = ("realized_pnl", "unrealized_pnl", "day_pnl")
         return web.json_response({k: eng.get(k, "0") for k in keys})
 
+    async def limits(_: web.Request) -> web.Response:
+        return web.json_response(daemon.cfg.risk.model_dump(mode="json"))
+
     async def kill(request: web.Request) -> web.Response:
         body: dict[str, Any] = await request.json() if request.can_read_body else {}
         result = await daemon.kill(str(body.get("reason", "")), str(body.get("by", "api")))
@@ -173,6 +177,7 @@ def make_control_app(daemon: Daemon, token: str) -> web.Application:
             web.get("/orders", orders),
             web.get("/fills", fills),
             web.get("/pnl", pnl),
+            web.get("/limits", limits),
             web.post("/kill", kill),
             web.post("/resume", resume),
         ]

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -138,6 +139,7 @@ def test_sim_session_trades_audits_kills_and_stops_cleanly(session: Session) -> 
         ("GET", "/orders"),
         ("GET", "/fills"),
         ("GET", "/pnl"),
+        ("GET", "/limits"),
         ("POST", "/kill"),
         ("POST", "/resume"),
     ):
@@ -153,10 +155,20 @@ def test_sim_session_trades_audits_kills_and_stops_cleanly(session: Session) -> 
         lambda: s.get("/status")["components"]["execution"]["fills"] >= 6, 120, "six fills"
     )
     assert fills
-    recent = s.get("/fills")
-    assert len(recent) >= 6
+
+    # The engine's view (its status snapshot) follows execution's within a push interval.
+    def six_fills() -> list[dict[str, Any]] | None:
+        recent = s.get("/fills")
+        return recent if len(recent) >= 6 else None
+
+    recent = s.wait(six_fills, 10, "six fills in /fills")
     assert {f["symbol"] for f in recent} == {"SPY"}
     assert len({f["execution_id"] for f in recent}) == len(recent)
+    limits = s.get("/limits")
+    shipped = tomllib.loads((REPO_ROOT / "config/risk.toml").read_text())
+    assert {k: Decimal(str(v)) for k, v in limits.items()} == {
+        k: Decimal(str(v)) for k, v in shipped.items()
+    }
     pnl = s.get("/pnl")
     assert set(pnl) == {"realized_pnl", "unrealized_pnl", "day_pnl"}
     assert all(Decimal(v).is_finite() for v in pnl.values())

@@ -21,6 +21,17 @@ def _outputs(path: Path) -> str:
     return json.dumps([c.get("outputs", []) for c in nb.cells])
 
 
+def test_explore_notebook_when_run_then_indicators_chart_and_lobster_summary(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "explore.ipynb"
+    run_notebook(NOTEBOOKS / "explore.ipynb", out, {"day": "2011-01-04", "daily_symbol": "MSFT"})
+    text = _outputs(out)
+    assert "image/png" in text
+    assert "ema12" in text and "upper" in text and "rsi" in text
+    assert "6268" in text  # trades in the LOBSTER hour (data/PROVENANCE.md)
+
+
 def test_backtest_notebook_when_run_then_metrics_and_plot(tmp_path: Path) -> None:
     out = tmp_path / "backtest.ipynb"
     run_notebook(NOTEBOOKS / "backtest.ipynb", out,
