@@ -15,8 +15,9 @@ from typing import Any
 
 import aiohttp
 
-from live.config import REPO_ROOT, load_config
+from live.config import load_config
 from live.control import control_token
+from trader import REPO_ROOT
 from trader.exceptions import ConfigurationError
 
 

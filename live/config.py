@@ -16,9 +16,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from live.sim.config import SimConfig
+from trader import REPO_ROOT
 from trader.exceptions import ConfigurationError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 PAPER_URL = "https://paper-api.alpaca.markets"
 LIVE_URL = "https://api.alpaca.markets"
 DATA_STREAM_URL = "wss://stream.data.alpaca.markets/v2/iex"

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import psycopg
 
+from trader import REPO_ROOT
 from trader.exceptions import ConfigurationError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 SQL_DIR = REPO_ROOT / "sql"
 _MIGRATION_RE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-#: The repository root: relative ``data_path`` values are resolved against it.
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+from trader import REPO_ROOT
 
 
 class SimConfig(BaseModel):

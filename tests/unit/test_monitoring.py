@@ -16,8 +16,9 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from live.config import REPO_ROOT, LiveConfig
+from live.config import LiveConfig
 from live.control import _StatusCollector
+from trader import REPO_ROOT
 
 MON = REPO_ROOT / "monitoring"
 METRIC_RE = re.compile(r"\btrader_[A-Za-z0-9_:]+")
