@@ -62,7 +62,7 @@ def expected_intents(bars: np.ndarray, loops: int) -> np.ndarray:
     out, pending = [], 0.0
     for _ in range(loops):
         for c in bars["close"]:
-            q = order_qty_nb(spec.step_nb(state, params, float(c)), 0.0, pending)
+            q = order_qty_nb(spec.step_nb(state, params, float(c), np.nan), 0.0, pending)
             out.append(q != 0.0)
             pending += q
     return np.array(out)

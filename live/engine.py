@@ -48,7 +48,9 @@ class Engine:
         self.step_nb = art.spec.step_nb
         self.params = art.params.to_array()
         self.state = art.spec.new_state()
-        self.step_nb(art.spec.new_state(), self.params, 100.0)  # compile/load before trading
+        self.step_nb(
+            art.spec.new_state(), self.params, 100.0, np.nan
+        )  # compile/load before trading
         order_qty_nb(1.0, 0.0, 0.0)
         self.symbol = cfg.symbol
         self.gate = RiskGate(cfg.risk, halted=ctx.halted)
@@ -105,7 +107,7 @@ class Engine:
         utc_day = ts_event // DAY_NS
         if utc_day != self.utc_day:
             self._roll_day(utc_day)
-        target = self.step_nb(self.state, self.params, close)
+        target = self.step_nb(self.state, self.params, close, np.nan)
         qty = order_qty_nb(target, self.position_f, self.pending_f)
         day_pnl = self.realized_f + self.position_f * close - self.cost_f - self.day_start_f
         if day_pnl > self.day_peak_f:

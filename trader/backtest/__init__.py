@@ -42,6 +42,7 @@ def run_backtest(
     initial_cash: float = 100_000.0,
     commission_bps: float = 0.0,
     slippage_bps: float = 0.0,
+    signal: np.ndarray | None = None,
 ) -> BacktestResult:
     """Backtest ``strategy`` on ``bars``; orders fill at the next bar's open.
 
@@ -55,6 +56,9 @@ def run_backtest(
         Strategy parameters; defaults of the strategy's parameter object otherwise.
     initial_cash : float
         USD.
+    signal : ndarray, shape (len(bars),), float64, optional
+        External input of the step kernel per bar, known at that bar's close (a model's
+        output); NaN (the default) for rule strategies.
     commission_bps, slippage_bps : float
         Costs in basis points of traded notional (>= 0).
 
@@ -65,7 +69,7 @@ def run_backtest(
     pydantic.ValidationError
         Invalid strategy parameters.
     ValueError
-        Negative costs or non-positive cash.
+        Negative costs, non-positive cash, or a signal of the wrong shape.
     """
     if commission_bps < 0 or slippage_bps < 0:
         raise ValueError(f"costs must be >= 0 bps, got {commission_bps=}, {slippage_bps=}")
@@ -75,6 +79,9 @@ def run_backtest(
     p = spec.params(params or {})
     rec = to_bar_array(bars)
     n = len(rec)
+    sig = np.full(n, np.nan) if signal is None else np.ascontiguousarray(signal, dtype=np.float64)
+    if sig.shape != (n,):
+        raise ValueError(f"signal must have shape ({n},), got {sig.shape}")
     cash, position, equity = np.empty(n), np.empty(n), np.empty(n)
     fills = np.zeros(n, dtype=FILL_DTYPE)
     n_fills = backtest_bars_nb(
@@ -82,6 +89,7 @@ def run_backtest(
         rec["ts_event"],
         rec["open"],
         rec["close"],
+        sig,
         p.to_array(),
         spec.new_state(),
         float(initial_cash),

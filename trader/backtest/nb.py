@@ -28,6 +28,7 @@ def backtest_bars_nb(
     ts: np.ndarray,
     open_: np.ndarray,
     close: np.ndarray,
+    signal: np.ndarray,
     params: np.ndarray,
     state: np.ndarray,
     initial_cash: float,
@@ -46,11 +47,14 @@ def backtest_bars_nb(
 
     Parameters
     ----------
-    step_nb : numba function ``(state, params, close) -> target shares``
+    step_nb : numba function ``(state, params, close, signal) -> target shares``
     ts : ndarray, shape (n,), int64
         Bar start, ns since epoch UTC.
     open_, close : ndarray, shape (n,), float64
         USD per share.
+    signal : ndarray, shape (n,), float64
+        The strategy's external input per bar (a model output known at bar ``i``'s
+        close; NaN for rule strategies).
     params, state : ndarray, float64
         The strategy's parameter vector and zeroed state (mutated).
     initial_cash : float
@@ -86,7 +90,7 @@ def backtest_bars_nb(
             f["commission"] = commission
             n_fills += 1
             pending = 0.0
-        target = step_nb(state, params, close[i])
+        target = step_nb(state, params, close[i], signal[i])
         pending = order_qty_nb(target, position, 0.0)
         cash_out[i] = cash
         position_out[i] = position

@@ -1,8 +1,10 @@
 """Strategy kernels: one step per bar, called by the backtester AND the live engine.
 
-A step kernel has the signature ``step_nb(state, params, close) -> target`` where
+A step kernel has the signature ``step_nb(state, params, close, signal) -> target`` where
 ``state`` is a float64 work array owned by the caller (pre-allocated, mutated in place),
-``params`` a float64 parameter vector and ``target`` the desired position in shares.
+``params`` a float64 parameter vector, ``close`` the bar's close (USD), ``signal`` an
+external input computed outside numba for the same bar (a model's output; NaN for rule
+strategies, which ignore it) and ``target`` the desired position in shares.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ STATE_SIZE = 9
 
 
 @njit(cache=True)
-def ema_rsi_step_nb(state: np.ndarray, params: np.ndarray, close: float) -> float:
+def ema_rsi_step_nb(state: np.ndarray, params: np.ndarray, close: float, signal: float) -> float:
     """One bar of the EMA-crossover strategy with an RSI entry filter.
 
     Rules (evaluated on the bar's close, acted on at the next bar's open):
@@ -46,6 +48,8 @@ def ema_rsi_step_nb(state: np.ndarray, params: np.ndarray, close: float) -> floa
         shares).
     close : float
         The bar's close, USD.
+    signal : float
+        Ignored (this is a rule strategy); part of the common step signature.
 
     Returns
     -------
