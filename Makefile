@@ -24,7 +24,8 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
-	@echo "  variables: DURATION=<s> SPEED=<market s per wall s> MODE=sim|paper|auto (make live)"
+	@echo "  variables: TESTS=<pytest args> (make test), BENCH=<name> (make bench),"
+	@echo "             DURATION=<s> SPEED=<market s per wall s> MODE=sim|paper|auto (make live)"
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x .venv/bin/python || python3 -m venv .venv
@@ -46,8 +47,8 @@ $(STAMP): requirements.lock pyproject.toml
 live: $(STAMP) .var/.postgres ## run the daemon (sim mode without Alpaca keys); DURATION=120 to stop after 120 s
 	$(PY) -m live run $(if $(DURATION),--duration $(DURATION)) $(if $(SPEED),--speed $(SPEED)) $(if $(MODE),--mode $(MODE))
 
-test: $(STAMP) .var/.postgres lint ## lint, type-check and run every test (unit, integration, notebooks)
-	$(PY) -m pytest -q -p no:cacheprovider
+test: $(STAMP) .var/.postgres lint ## lint, type-check and run every test (TESTS=tests/unit runs a subset)
+	$(PY) -m pytest -q -p no:cacheprovider $(TESTS)
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy over trader/ and live/
 	.venv/bin/ruff check trader live tests bench
@@ -60,8 +61,8 @@ research: $(STAMP) ## run the notebooks through papermill into runs/<timestamp>/
 lab: $(STAMP) ## start JupyterLab on the notebooks
 	.venv/bin/jupyter lab --notebook-dir=notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
-bench: $(STAMP) ## benchmarks: tick -> approved intent latency vs the raw ZeroMQ floor
-	$(PY) bench/live_path.py
+bench: $(STAMP) ## every benchmark in bench/ in one run (BENCH=name runs bench/name.py only)
+	@set -e; for f in $(if $(BENCH),bench/$(BENCH).py,bench/*.py); do echo "== $$f"; $(PY) $$f; done
 
 kill: $(STAMP) ## halt the running daemon and cancel its open orders
 	$(PY) -m live kill --reason "make kill" --by "$${USER:-operator}"
