@@ -85,7 +85,7 @@ def test_summary_when_backtest_then_metrics_consistent(bars: pd.DataFrame) -> No
 
 
 def test_run_backtest_when_bad_inputs_then_clear_errors(bars: pd.DataFrame) -> None:
-    with pytest.raises(ValueError, match="costs must be >= 0"):
+    with pytest.raises(ValueError, match="commission_bps"):
         run_backtest(bars, commission_bps=-1)
     with pytest.raises(ValueError, match="must be below slow"):
         run_backtest(bars, params={"fast": 30, "slow": 10})

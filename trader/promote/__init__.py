@@ -20,7 +20,7 @@ from typing import Any
 from trader import REPO_ROOT
 from trader.data import fingerprint
 from trader.exceptions import ArtefactError
-from trader.strategy import EmaRsiParams, StrategySpec, get_strategy
+from trader.strategy import StrategyParams, StrategySpec, get_strategy
 
 MANIFEST = "manifest.json"
 
@@ -61,7 +61,7 @@ class Artefact:
     strategy: str
     version: str
     spec: StrategySpec
-    params: EmaRsiParams
+    params: StrategyParams
     manifest: dict[str, Any]
 
 

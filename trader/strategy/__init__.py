@@ -13,7 +13,17 @@ from trader.exceptions import ConfigurationError
 from trader.strategy import nb
 
 
-class EmaRsiParams(BaseModel):
+class StrategyParams(BaseModel):
+    """Base of every strategy's parameter object: frozen, validated, no unknown keys."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def to_array(self) -> np.ndarray:
+        """Return the kernel's parameter vector, float64."""
+        raise NotImplementedError
+
+
+class EmaRsiParams(StrategyParams):
     """Parameters of :func:`trader.strategy.nb.ema_rsi_step_nb` (validated on creation).
 
     Raises
@@ -22,8 +32,6 @@ class EmaRsiParams(BaseModel):
         On an unknown key, a non-positive window, ``fast >= slow``, or an RSI level
         outside (0, 100).
     """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     fast: int = Field(12, ge=1, description="fast EMA span, bars")
     slow: int = Field(26, ge=2, description="slow EMA span, bars")
@@ -45,16 +53,32 @@ class EmaRsiParams(BaseModel):
         )
 
 
+class SignalParams(StrategyParams):
+    """Parameters of :func:`trader.strategy.nb.signal_target_step_nb`.
+
+    Raises
+    ------
+    pydantic.ValidationError
+        On an unknown key or a non-positive scale.
+    """
+
+    qty: float = Field(1.0, gt=0, description="shares per unit of signal")
+
+    def to_array(self) -> np.ndarray:
+        """Return the kernel's parameter vector ``[qty]``, shape (1,) float64."""
+        return np.array([self.qty], dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class StrategySpec:
     """What the backtester and the live engine need to run a strategy."""
 
     name: str
-    params_type: type[EmaRsiParams]
+    params_type: type[StrategyParams]
     step_nb: Callable[..., float]
     state_size: int
 
-    def params(self, values: dict[str, Any]) -> EmaRsiParams:
+    def params(self, values: dict[str, Any]) -> StrategyParams:
         """Validate ``values`` into this strategy's parameter object."""
         return self.params_type(**values)
 
@@ -65,6 +89,7 @@ class StrategySpec:
 
 STRATEGIES: dict[str, StrategySpec] = {
     "ema_rsi": StrategySpec("ema_rsi", EmaRsiParams, nb.ema_rsi_step_nb, nb.STATE_SIZE),
+    "signal": StrategySpec("signal", SignalParams, nb.signal_target_step_nb, nb.SIGNAL_STATE_SIZE),
 }
 
 
@@ -84,4 +109,12 @@ def get_strategy(name: str) -> StrategySpec:
         ) from None
 
 
-__all__ = ["STRATEGIES", "EmaRsiParams", "StrategySpec", "get_strategy", "nb"]
+__all__ = [
+    "STRATEGIES",
+    "EmaRsiParams",
+    "SignalParams",
+    "StrategyParams",
+    "StrategySpec",
+    "get_strategy",
+    "nb",
+]

@@ -69,6 +69,38 @@ def ema_rsi_step_nb(state: np.ndarray, params: np.ndarray, close: float, signal:
     return target
 
 
+# -- target position from the external signal --------------------------------------------
+SIGNAL_STATE_SIZE = 1  # state: the last target
+
+
+@njit(cache=True)
+def signal_target_step_nb(
+    state: np.ndarray, params: np.ndarray, close: float, signal: float
+) -> float:
+    """Hold ``params[0] * signal`` shares: the external signal is the target position
+    (a model's output in units, or a scripted schedule); NaN keeps the last target.
+
+    Parameters
+    ----------
+    state : ndarray, shape (SIGNAL_STATE_SIZE,), float64
+        Zeros at the start; mutated in place.
+    params : ndarray, shape (1,), float64
+        ``[qty]``: shares per unit of signal.
+    close : float
+        Ignored (USD); part of the common step signature.
+    signal : float
+        Target in units of ``qty``.
+
+    Returns
+    -------
+    float
+        Target position, shares.
+    """
+    if not np.isnan(signal):
+        state[0] = params[0] * signal
+    return state[0]
+
+
 @njit(cache=True)
 def order_qty_nb(target: float, position: float, pending: float) -> float:
     """Signed order quantity (shares) that moves ``position + pending`` to ``target``.
