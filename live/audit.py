@@ -1,10 +1,19 @@
 """The order audit trail: producers emit events over ZeroMQ, one writer process stores
 them in Postgres ``order_audit_trail`` in batches, off the hot path.
 
-Producers (:class:`AuditEmitter`) number their events (``source``, ``source_seq``); the
-writer stages each batch with ``COPY`` into a temporary table and inserts it with
-``ON CONFLICT DO NOTHING``, so a batch replayed after a failure is never written twice.
-While Postgres is unreachable batches are appended to an fsynced spool file
+Producers (:class:`AuditEmitter`) number their events (``session_id``, ``source``,
+``source_seq``). :meth:`AuditEmitter.emit` only appends to a list (the hot-path cost);
+:meth:`AuditEmitter.flush`, called after the hot path, sends the events as one batch: a
+msgpack array ``[session_id, source, first_seq, rows]`` whose rows follow
+:data:`WIRE_FIELDS`. A batch stays in the producer's memory until the writer
+acknowledges it (``audit_ack`` endpoint: the highest ``source_seq`` stored per
+producer); batches not acknowledged within :data:`RESEND_AFTER_S` are sent again, so a
+writer killed mid-batch loses nothing.
+
+The writer stages each batch with a binary ``COPY`` into a temporary table and inserts
+it with ``ON CONFLICT DO NOTHING`` (a re-sent event is never written twice), projecting
+orders, fills and positions in the same transaction (:mod:`live.projection`). While
+Postgres is unreachable, batches are appended to an fsynced spool file
 (``.var/spool/audit-<session>.jsonl``) and replayed, in order, when it returns.
 """
 
@@ -14,23 +23,28 @@ import json
 import os
 import signal
 import time
+import uuid
+from collections import deque
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import psycopg
 import zmq
 
-from live.bus import pack, socket, unpack
+from live.bus import Bus, pack, socket
 from live.context import ComponentContext
 from live.logs import setup_logging
+from live.projection import PROJECT_SQL, STAGING_COLUMNS, STAGING_TYPES
+from live.supervise import die_with_parent
 
-COLUMNS = (
+#: Fields of one event on the wire, in order (``source_seq`` is implicit: the batch's
+#: ``first_seq`` plus the row's index). ``ts`` is ns since the epoch UTC; ``qty`` and
+#: ``price`` are decimal strings (stored as NUMERIC, never through a float); ``metadata``
+#: is a JSON string.
+WIRE_FIELDS = (
     "ts",
-    "session_id",
-    "source",
-    "source_seq",
     "event_type",
     "correlation_id",
     "client_order_id",
@@ -46,58 +60,152 @@ COLUMNS = (
     "reason",
     "metadata",
 )
+_FIELDS = WIRE_FIELDS[2:]
+RESEND_AFTER_S = 2.0
+_STAGING_DDL = ", ".join(f"{c} {t}" for c, t in zip(STAGING_COLUMNS, STAGING_TYPES, strict=True))
+_COPY_SQL = f"COPY audit_in ({', '.join(STAGING_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+BATCH_ROWS = 20_000
+BATCH_WAIT_S = 0.02
+
+
+def wire_row(ts: int, event_type: str, fields: dict[str, Any]) -> tuple[Any, ...]:
+    """One event as a wire row (:data:`WIRE_FIELDS`); ``fields`` as for ``emit``."""
+    row: list[Any] = [ts, event_type]
+    for k in _FIELDS:
+        v = fields.get(k)
+        if v is not None:
+            if k in ("qty", "price"):
+                v = str(v)
+            elif k == "metadata":
+                v = json.dumps(v, default=str)
+        row.append(v)
+    return tuple(row)
 
 
 class AuditEmitter:
-    """Producer side: build numbered audit events and push them to the writer.
+    """Producer side: number audit events, batch them and send them to the writer until
+    it acknowledges them.
 
     Parameters
     ----------
-    sock : zmq.Socket
-        A PUSH socket connected to the ``audit`` endpoint.
+    bus : Bus
+        The session's endpoints (``audit`` PUSH, ``audit_ack`` SUB are connected here).
     session_id, source : str
         Identify this producer; ``source_seq`` counts from 1 per producer and session.
+    zctx : zmq.Context, optional
+        A synchronous context (default: the process-wide instance).
     """
 
-    def __init__(self, sock: zmq.Socket[Any], session_id: str, source: str) -> None:
-        self.sock = sock
+    def __init__(
+        self, bus: Bus, session_id: str, source: str, zctx: zmq.Context[Any] | None = None
+    ) -> None:
+        zctx = zctx or zmq.Context.instance()
+        self.sock = socket(zctx, zmq.PUSH, bus.addr("audit"))
+        self.ack = socket(zctx, zmq.SUB, bus.addr("audit_ack"), subscribe=b"")
         self.session_id = session_id
         self.source = source
+        self.key = f"{session_id}/{source}"
         self.seq = 0
+        self.acked = 0
+        self._pending: list[tuple[int, str, dict[str, Any]]] = []
+        self._unacked: deque[tuple[int, bytes]] = deque()  # (last_seq, payload)
+        self._sent_at = 0.0
 
-    def emit(self, event_type: str, **fields: Any) -> None:
-        """Send one event; ``fields`` are columns of :data:`COLUMNS` (``metadata`` a dict).
+    def emit(self, event_type: str, ts: int | None = None, **fields: Any) -> None:
+        """Record one event for the next :meth:`flush` (no I/O here).
 
-        Decimal quantities and prices are sent as strings and stored as NUMERIC.
+        Parameters
+        ----------
+        event_type : str
+            A row of ``audit_event_types``.
+        ts : int, optional
+            When it happened, ns since the epoch UTC (default: now).
+        **fields
+            Columns of :data:`WIRE_FIELDS`: Decimal ``qty``/``price`` (shares, USD),
+            ``metadata`` a JSON-serialisable dict.
         """
         self.seq += 1
-        fields.setdefault("ts", time.time_ns())
-        event = {
-            k: (str(v) if k in ("qty", "price") and v is not None else v) for k, v in fields.items()
-        }
-        event.update(
-            session_id=self.session_id,
-            source=self.source,
-            source_seq=self.seq,
-            event_type=event_type,
-        )
-        self.sock.send(pack(event))
+        self._pending.append((ts or time.time_ns(), event_type, fields))
+
+    def flush(self) -> None:
+        """Send the recorded events as one batch (no-op when there are none)."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        first = self.seq - len(pending) + 1
+        rows = [wire_row(ts, et, f) for ts, et, f in pending]
+        payload = msgpack.packb([self.session_id, self.source, first, rows])
+        if not self._unacked:
+            self._sent_at = time.monotonic()
+        self._unacked.append((self.seq, payload))
+        self.sock.send(payload)
+
+    def service(self) -> None:
+        """Flush, read the writer's acknowledgements, and re-send what it has not stored
+        within :data:`RESEND_AFTER_S` (a writer restarted after a crash)."""
+        self.flush()
+        while True:
+            try:
+                acks = msgpack.unpackb(self.ack.recv(zmq.NOBLOCK))
+            except zmq.Again:
+                break
+            seq = acks.get(self.key, 0)
+            if seq > self.acked:
+                self.acked = seq
+                self._sent_at = time.monotonic()
+        while self._unacked and self._unacked[0][0] <= self.acked:
+            self._unacked.popleft()
+        if self._unacked and time.monotonic() - self._sent_at > RESEND_AFTER_S:
+            for _, payload in self._unacked:
+                self.sock.send(payload)
+            self._sent_at = time.monotonic()
+
+    @property
+    def unacked(self) -> int:
+        """Events sent but not yet acknowledged as stored (or spooled) by the writer."""
+        return self.seq - len(self._pending) - self.acked
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Flush and wait up to ``timeout_s`` for the writer to acknowledge everything."""
+        deadline = time.monotonic() + timeout_s
+        self.flush()
+        while self._unacked and time.monotonic() < deadline:
+            if self.ack.poll(100):
+                self.service()
+        self.sock.close()
+        self.ack.close()
 
 
-def _row(ev: dict[str, Any]) -> tuple[Any, ...]:
-    out = []
-    for c in COLUMNS:
-        v = ev.get(c)
-        if c == "ts":
-            v = datetime.fromtimestamp(int(v or 0) / 1e9, tz=UTC)
-        elif c == "metadata" and v is not None:
-            v = json.dumps(v)
-        out.append(v)
-    return tuple(out)
+def decode_batch(payload: bytes) -> list[tuple[Any, ...]]:
+    """Decode one wire batch into staging rows (:data:`~live.projection.STAGING_COLUMNS`).
+
+    Raises
+    ------
+    ValueError
+        If ``payload`` is not ``[session_id, source, first_seq, rows]`` with rows of
+        ``len(WIRE_FIELDS)`` fields.
+    """
+    try:
+        session_id, source, first, rows = msgpack.unpackb(payload)
+        out = [(r[0], session_id, source, first + i, *r[1:]) for i, r in enumerate(rows)]
+    except Exception as e:
+        raise ValueError(f"malformed audit batch ({len(payload)} bytes): {e}") from e
+    if any(len(r) != len(STAGING_COLUMNS) for r in out):
+        raise ValueError(f"malformed audit batch: rows must have {len(WIRE_FIELDS)} fields")
+    return out
 
 
 class AuditStore:
-    """Writes batches of events to Postgres, spooling to disk when it is unreachable."""
+    """Writes batches of staging rows to Postgres (projection included), spooling to disk
+    when it is unreachable.
+
+    Parameters
+    ----------
+    dsn : str
+        libpq connection string.
+    spool : Path
+        JSON-lines spool file (created only while Postgres is unreachable).
+    """
 
     def __init__(self, dsn: str, spool: Path) -> None:
         self.dsn = dsn
@@ -109,41 +217,34 @@ class AuditStore:
     def _connect(self) -> psycopg.Connection[Any]:
         if self.conn is None or self.conn.closed:
             self.conn = psycopg.connect(self.dsn, connect_timeout=3)
-            self.conn.execute(
-                "CREATE TEMP TABLE audit_in (LIKE order_audit_trail INCLUDING DEFAULTS)"
-                " ON COMMIT DELETE ROWS"
-            )
+            self.conn.execute(f"CREATE TEMP TABLE audit_in ({_STAGING_DDL}) ON COMMIT DELETE ROWS")
             self.conn.commit()
         return self.conn
 
-    def _insert(self, events: Iterable[dict[str, Any]]) -> int:
+    def _insert(self, rows: Iterable[tuple[Any, ...]]) -> int:
         conn = self._connect()
-        cols = ", ".join(COLUMNS)
         with conn.transaction(), conn.cursor() as cur:
-            with cur.copy(f"COPY audit_in ({cols}) FROM STDIN") as copy:
-                for ev in events:
-                    copy.write_row(_row(ev))
-            cur.execute(
-                f"INSERT INTO order_audit_trail ({cols}) SELECT {cols} FROM audit_in"
-                " ORDER BY source, source_seq ON CONFLICT DO NOTHING"
-            )
-            return cur.rowcount
+            with cur.copy(_COPY_SQL) as copy:
+                copy.set_types(list(STAGING_TYPES))
+                for r in rows:
+                    copy.write_row(r)
+            row = cur.execute(PROJECT_SQL).fetchone()
+            return int(row[0]) if row else 0
 
-    def write(self, batch: list[dict[str, Any]]) -> None:
-        """Store ``batch`` (after any spooled events), or append it to the spool."""
+    def write(self, rows: list[tuple[Any, ...]]) -> None:
+        """Store ``rows`` (after any spooled ones), or append them to the fsynced spool."""
         try:
             if self.spool.exists():
                 self._replay_spool()
-            if batch:
-                self.written += self._insert(batch)
+            if rows:
+                self.written += self._insert(rows)
         except psycopg.Error:
             self.close()
             with open(self.spool, "a") as f:
-                for ev in batch:
-                    f.write(json.dumps(ev) + "\n")
+                f.writelines(json.dumps(r) + "\n" for r in rows)
                 f.flush()
                 os.fsync(f.fileno())
-            self.spooled += len(batch)
+            self.spooled += len(rows)
 
     def close(self) -> None:
         """Close the database connection (reopened by the next write)."""
@@ -153,13 +254,15 @@ class AuditStore:
 
     def _replay_spool(self) -> None:
         lines = self.spool.read_text().splitlines()
-        self.written += self._insert(json.loads(line) for line in lines if line)
+        self.written += self._insert(tuple(json.loads(line)) for line in lines if line)
         self.spool.unlink()
 
 
 def run_writer(ctx: ComponentContext) -> None:
     """Process entry point of the audit writer: drain the ``audit`` socket into Postgres
-    in batches (up to 5,000 events or 50 ms) until SIGTERM, then drain what is queued."""
+    in batches (up to :data:`BATCH_ROWS` rows or :data:`BATCH_WAIT_S`), acknowledge what
+    is stored or spooled on ``audit_ack``, until SIGTERM, then drain what is queued."""
+    die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     log = setup_logging("audit", ctx.var_dir)
     stopping = False
@@ -171,31 +274,49 @@ def run_writer(ctx: ComponentContext) -> None:
     signal.signal(signal.SIGTERM, _stop)
     zctx = zmq.Context()
     pull = socket(zctx, zmq.PULL, ctx.bus.addr("audit"), bind=True)
+    acks_pub = socket(zctx, zmq.PUB, ctx.bus.addr("audit_ack"), bind=True)
     status = socket(zctx, zmq.PUSH, ctx.bus.addr("status"))
     spool_dir = ctx.var_dir / "spool"
     spool_dir.mkdir(parents=True, exist_ok=True)
     store = AuditStore(ctx.dsn, spool_dir / f"audit-{ctx.session_id}.jsonl")
+    acks: dict[str, int] = {}
+    writer_id = uuid.uuid4().hex[:8]
     poller = zmq.Poller()
     poller.register(pull, zmq.POLLIN)
     idle_since = time.monotonic()
     last_status = 0.0
     while True:
-        batch: list[dict[str, Any]] = []
-        deadline = time.monotonic() + 0.05
-        while len(batch) < 5000 and poller.poll(max(0, int((deadline - time.monotonic()) * 1000))):
+        rows: list[tuple[Any, ...]] = []
+        seen: dict[str, int] = {}
+        deadline = time.monotonic() + BATCH_WAIT_S
+        while len(rows) < BATCH_ROWS and poller.poll(
+            max(0, int((deadline - time.monotonic()) * 1000))
+        ):
             try:
-                batch.append(unpack(pull.recv()))
+                batch = decode_batch(pull.recv())
             except ValueError as e:
-                log.error("malformed_audit_event", error=str(e))
-        if batch or store.spool.exists():
-            store.write(batch)
+                log.error("malformed_audit_batch", error=str(e))
+                continue
+            if batch:
+                rows.extend(batch)
+                last = batch[-1]
+                seen[f"{last[1]}/{last[2]}"] = last[3]
+        if rows or store.spool.exists():
+            store.write(rows)
             idle_since = time.monotonic()
+            for k, seq in seen.items():
+                acks[k] = max(acks.get(k, 0), seq)
+            if seen:
+                acks_pub.send(msgpack.packb(acks))
         now = time.monotonic()
         if now - last_status > 0.25 or stopping:
+            acks_pub.send(msgpack.packb(acks))
             status.send(
                 pack(
                     {
                         "component": "audit",
+                        "writer_id": writer_id,
+                        "pid": os.getpid(),
                         "written": store.written,
                         "spooled": store.spooled,
                         "spool_pending": store.spool.exists(),
@@ -208,6 +329,6 @@ def run_writer(ctx: ComponentContext) -> None:
             break
     store.close()
     log.info("stopped", written=store.written, spooled=store.spooled)
-    pull.close()
-    status.close()
+    for s in (pull, acks_pub, status):
+        s.close()
     zctx.term()

@@ -7,6 +7,7 @@ endpoint       pattern    carries
 ``intents``    PUSH/PULL  engine -> execution: risk-approved intents, ``[body, MAC]``
 ``exec``       PUB/SUB    execution -> engine: order acknowledgements, fills, cancels
 ``audit``      PUSH/PULL  engine, execution, daemon -> audit writer: order events
+``audit_ack``  PUB/SUB    audit writer -> producers: highest ``source_seq`` stored per producer
 ``control``    PUB/SUB    daemon -> all: kill, resume
 ``status``     PUSH/PULL  all -> daemon: JSON status snapshots for the control API
 =============  =========  ===============================================================
@@ -30,7 +31,7 @@ import zmq
 
 _S = TypeVar("_S", bound=zmq.Socket)
 
-ENDPOINTS = ("md", "intents", "exec", "audit", "control", "status")
+ENDPOINTS = ("md", "intents", "exec", "audit", "audit_ack", "control", "status")
 
 
 @dataclass(frozen=True)

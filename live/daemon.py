@@ -297,6 +297,7 @@ class Daemon:
         self.halted = True
         self._persist_kill(True, reason, by)
         self.audit.emit("kill", reason=reason, metadata={"by": by})
+        self.audit.flush()
         kill_id = uuid.uuid4().hex
         self.control.send(pack({"cmd": "kill", "kill_id": kill_id, "reason": reason, "by": by}))
         deadline = time.monotonic() + timeout_s
@@ -313,6 +314,7 @@ class Daemon:
         self.halted = False
         self._persist_kill(False, "resume", by)
         self.audit.emit("resume", metadata={"by": by})
+        self.audit.flush()
         self.control.send(pack({"cmd": "resume", "by": by}))
         return {"halted": False}
 
@@ -368,9 +370,7 @@ class Daemon:
         self.control = socket(zsync, zmq.PUB, bus.addr("control"), bind=True)
         status_pull = socket(zctx, zmq.PULL, bus.addr("status"), bind=True)
         status_task = asyncio.create_task(self._read_status(status_pull))
-        self.audit = AuditEmitter(
-            socket(zsync, zmq.PUSH, bus.addr("audit")), self.session_id, "daemon"
-        )
+        self.audit = AuditEmitter(bus, self.session_id, "daemon", zsync)
         bar = tqdm(
             total=0,
             unit="bar",
@@ -408,6 +408,7 @@ class Daemon:
                             f"{[self._procs[n].exitcode for n in dead]})"
                         )
                         break
+                    self.audit.service()
                     sim = await self._sim_status(http) if self._sim is not None else {}
                     self._progress(bar, sim)
                     if cfg.duration_s and time.monotonic() - started >= cfg.duration_s:
@@ -419,8 +420,10 @@ class Daemon:
                     await wait_for_event(self._stop, 0.5)
             finally:
                 bar.write(f"stopping: {self._stop_reason or 'start-up failed'}")
-                for name in ("feed", "execution", "engine", "audit"):
+                for name in ("feed", "execution", "engine"):
                     await self._stop_component(name)
+                self.audit.close(timeout_s=3.0)
+                await self._stop_component("audit")
                 await asyncio.sleep(0.3)  # last status snapshots
                 if runner is not None:
                     await runner.cleanup()

@@ -4,7 +4,8 @@ Per bar it runs the promoted strategy's numba step kernel (the same function the
 backtester calls), derives the order for the difference between target and position
 plus pending orders, passes it through the :class:`~live.risk.RiskGate`, signs approved
 intents and pushes them to execution. Audit events are emitted *after* the intent is
-sent, so the audit trail costs the hot path one non-blocking socket send per event.
+sent, and only appended to a list there; they leave as one batch after the bar is
+handled (:meth:`live.audit.AuditEmitter.flush`).
 The process pins itself to ``engine_core`` and compiles (or loads from the numba cache)
 the kernel before it subscribes to market data.
 """
@@ -27,6 +28,7 @@ from live.context import ComponentContext
 from live.ledger import Ledger
 from live.logs import setup_logging
 from live.risk import RiskGate
+from live.supervise import die_with_parent
 from trader.data import BAR_STRUCT
 from trader.promote import load_artefact
 from trader.strategy.nb import order_qty_nb
@@ -74,9 +76,7 @@ class Engine:
         self.exec_events = socket(zctx, zmq.SUB, bus.addr("exec"), subscribe=b"")
         self.control = socket(zctx, zmq.SUB, bus.addr("control"), subscribe=b"")
         self.status = socket(zctx, zmq.PUSH, bus.addr("status"))
-        self.audit = AuditEmitter(
-            socket(zctx, zmq.PUSH, bus.addr("audit")), ctx.session_id, "engine"
-        )
+        self.audit = AuditEmitter(bus, ctx.session_id, "engine", zctx)
 
     @property
     def total_pnl(self) -> Decimal:
@@ -272,6 +272,7 @@ class Engine:
 
 def run_engine(ctx: ComponentContext) -> None:
     """Process entry point of the engine (stops on SIGTERM)."""
+    die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stopping = False
 
@@ -303,8 +304,10 @@ def run_engine(ctx: ComponentContext) -> None:
     while not stopping:
         for sock, _ in poller.poll(100):
             handlers[sock]()
+        eng.audit.flush()  # after the hot path: audit events of this bar leave in one batch
         now = time.monotonic()
         if now - last_status > 0.25:
+            eng.audit.service()
             eng.push_status()
             last_status = now
     # drain fills still in flight from execution's shutdown cancels
@@ -314,5 +317,6 @@ def run_engine(ctx: ComponentContext) -> None:
             break
         eng.on_exec_event(eng.exec_events.recv())
     eng.push_status()
+    eng.audit.close()
     eng.log.info("stopped", **eng.counts)
     zctx.destroy(linger=2000)

@@ -26,6 +26,8 @@ from live.audit import AuditEmitter
 from live.bus import decode_intent, pack, shares, socket, unpack
 from live.context import ComponentContext
 from live.logs import setup_logging
+from live.orderstore import OrderStore
+from live.supervise import die_with_parent
 from trader.exceptions import OrderRejected, TemporaryError
 
 TERMINAL = {"filled", "canceled", "expired", "rejected", "replaced"}
@@ -68,9 +70,8 @@ class Execution:
         self.events = socket(zctx, zmq.PUB, bus.addr("exec"), bind=True)
         self.control = socket(zctx, zmq.SUB, bus.addr("control"), subscribe=b"")
         self.status = socket(zctx, zmq.PUSH, bus.addr("status"))
-        self.audit = AuditEmitter(
-            socket(zctx, zmq.PUSH, bus.addr("audit")), ctx.session_id, "execution"
-        )
+        self.audit = AuditEmitter(bus, ctx.session_id, "execution")
+        self.store = OrderStore(ctx.dsn, ctx.session_id)
         self.stream_up = asyncio.Event()
 
     # -- intents -------------------------------------------------------------------------
@@ -133,29 +134,47 @@ class Execution:
                     )
                 )
             return
-        coid = intent["client_order_id"]
         o = TrackedOrder(
-            coid, intent["correlation_id"], intent["symbol"], intent["side"], intent["qty"]
+            intent["client_order_id"],
+            intent["correlation_id"],
+            intent["symbol"],
+            intent["side"],
+            intent["qty"],
         )
+        await self.submit(o, intent["order_type"], intent["time_in_force"])
+
+    async def submit(self, o: TrackedOrder, order_type: str, time_in_force: str) -> None:
+        """Send one order: its ``orders`` row is stored first (a crash after this point is
+        settled at restart by a lookup of ``client_order_id``), then the POST, which is
+        never blindly retried. Every order of the session goes through here."""
+        coid = o.client_order_id
         self.orders[coid] = o
-        body = {
-            "symbol": o.symbol,
-            "qty": str(o.qty),
-            "side": o.side,
-            "type": intent["order_type"],
-            "time_in_force": intent["time_in_force"],
-            "client_order_id": coid,
-        }
-        common = {
+        common: dict[str, Any] = {
             "correlation_id": o.correlation_id,
             "client_order_id": coid,
             "symbol": o.symbol,
             "side": o.side,
             "qty": o.qty,
-            "order_type": body["type"],
-            "time_in_force": body["time_in_force"],
+            "order_type": order_type,
+            "time_in_force": time_in_force,
+        }
+        try:
+            await self.store.record(**common)
+        except TemporaryError as e:
+            o.status = "rejected"
+            self._refuse(common, f"orderstore: {e}")
+            self.events.send(pack({"event": "rejected", "client_order_id": coid, "reason": str(e)}))
+            return
+        body = {
+            "symbol": o.symbol,
+            "qty": str(o.qty),
+            "side": o.side,
+            "type": order_type,
+            "time_in_force": time_in_force,
+            "client_order_id": coid,
         }
         self.audit.emit("submitted", **common, status="submitted")
+        self.audit.flush()
         self.counts["submitted"] += 1
         try:
             order = await self.rest.submit_order_idempotent(body)
@@ -168,7 +187,7 @@ class Execution:
             return
         except TemporaryError as e:
             # Outcome unknown: keep the order tracked as submitted; the stream or the
-            # shutdown reconciliation settles it. Never re-sent under a new id.
+            # reconciliation settles it. Never re-sent under a new id.
             self.log.error("order_outcome_unknown", client_order_id=coid, error=str(e))
             return
         self._on_order_ack(o, order, common)
@@ -255,6 +274,7 @@ class Execution:
         b = self.ctx.broker
         async for upd in trade_updates(b.trade_stream_url, b.key_id, b.secret_key, self.stream_up):
             self.on_trade_update(upd)
+            self.audit.flush()
 
     # -- kill switch and shutdown --------------------------------------------------------
     def open_orders(self) -> list[TrackedOrder]:
@@ -349,12 +369,14 @@ async def _run(ctx: ComponentContext) -> None:
         async def pump(receive: Any, handler: Any) -> None:
             while True:
                 await handler(await receive())
+                ex.audit.flush()
 
         tasks = [
             asyncio.create_task(pump(ex.intents.recv_multipart, ex.on_intent)),
             asyncio.create_task(pump(ex.control.recv, ex.on_control)),
         ]
         while not stop.is_set():
+            ex.audit.service()
             ex.push_status()
             await wait_for_event(stop, 0.25)
         for t in tasks:
@@ -364,11 +386,14 @@ async def _run(ctx: ComponentContext) -> None:
         stream_task.cancel()
         ex.broker_open_orders = remaining
         ex.push_status(stopped=True)
+        ex.audit.close()
+        await ex.store.close()
         ex.log.info("stopped", open_orders_left=remaining, **ex.counts)
     zctx.destroy(linger=2000)
 
 
 def run_execution(ctx: ComponentContext) -> None:
     """Process entry point of the execution component (stops on SIGTERM)."""
+    die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     asyncio.run(_run(ctx))

@@ -23,6 +23,7 @@ from live.alpaca import market_data
 from live.bus import pack, socket
 from live.context import ComponentContext
 from live.logs import setup_logging
+from live.supervise import die_with_parent
 from trader.data import BAR_DTYPE
 
 
@@ -105,5 +106,6 @@ async def _run(ctx: ComponentContext) -> None:
 
 def run_feed(ctx: ComponentContext) -> None:
     """Process entry point of the feed (stops on SIGTERM)."""
+    die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     asyncio.run(_run(ctx))

@@ -1,57 +1,72 @@
-"""The audit store: COPY batches, idempotent replay, spooling while Postgres is away."""
+"""The audit writer: COPY batches, idempotent replay, spooling while Postgres is away,
+acknowledgements and re-sending after a writer killed with SIGKILL."""
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
+import signal
 import time
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import psycopg
+import pytest
 
-from live.audit import AuditStore
+from live.audit import AuditEmitter, AuditStore, run_writer, wire_row
+from live.bus import Bus
+from live.config import BrokerEndpoints, load_config
+from live.context import ComponentContext
 from live.db import migrate
 
 
-def _events(n: int, start: int = 1) -> list[dict]:
-    return [
-        {
-            "ts": time.time_ns(),
-            "session_id": "s1",
-            "source": "engine",
-            "source_seq": i,
-            "event_type": "intent",
-            "client_order_id": f"c{i}",
-            "symbol": "SPY",
-            "side": "buy",
-            "qty": "100",
-            "price": "127.01",
-            "metadata": {"i": i},
-        }
-        for i in range(start, start + n)
-    ]
+def _rows(n: int, start: int = 1, source: str = "engine") -> list[tuple[Any, ...]]:
+    out = []
+    for i in range(start, start + n):
+        w = wire_row(
+            time.time_ns(),
+            "intent",
+            {
+                "client_order_id": f"c{i}",
+                "symbol": "SPY",
+                "side": "buy",
+                "qty": Decimal(100),
+                "price": Decimal("127.01"),
+                "metadata": {"i": i},
+            },
+        )
+        out.append((w[0], "s1", source, i, *w[1:]))
+    return out
 
 
-def _count(dsn: str) -> int:
+def _seqs(dsn: str, source: str = "engine") -> list[int]:
     with psycopg.connect(dsn) as c:
-        row = c.execute("SELECT count(*) FROM order_audit_trail").fetchone()
-    assert row is not None
-    return int(row[0])
+        return [
+            r[0]
+            for r in c.execute(
+                "SELECT source_seq FROM order_audit_trail WHERE source = %s ORDER BY id", (source,)
+            )
+        ]
 
 
 def test_write_when_batch_replayed_then_stored_once(database: str, tmp_path: Path) -> None:
     migrate(database)
     store = AuditStore(database, tmp_path / "spool.jsonl")
-    batch = _events(500)
-    store.write(batch)
-    store.write(batch[100:200])  # a replay after a lost acknowledgement
+    rows = _rows(500)
+    store.write(rows)
+    store.write(rows[100:200])  # a replay after a lost acknowledgement
     store.close()
     assert store.written == 500
-    assert _count(database) == 500
+    assert _seqs(database) == list(range(1, 501))
     with psycopg.connect(database) as c:
         row = c.execute(
-            "SELECT qty, price, metadata FROM order_audit_trail WHERE source_seq = 7"
+            "SELECT qty, price, metadata, ts FROM order_audit_trail WHERE source_seq = 7"
         ).fetchone()
     assert row is not None
     assert (str(row[0]), str(row[1]), row[2]) == ("100", "127.01", {"i": 7})
+    # microsecond UTC timestamps, exactly the producer's (ns truncated to us)
+    assert int(row[3].timestamp() * 1_000_000) == rows[6][0] // 1000
 
 
 def test_write_when_postgres_unreachable_then_spooled_and_replayed_in_order(
@@ -60,14 +75,87 @@ def test_write_when_postgres_unreachable_then_spooled_and_replayed_in_order(
     migrate(database)
     spool = tmp_path / "spool.jsonl"
     store = AuditStore("host=127.0.0.1 port=1 user=postgres dbname=nowhere", spool)
-    store.write(_events(30))
+    store.write(_rows(30))
     assert (store.written, store.spooled) == (0, 30)
     assert len(spool.read_text().splitlines()) == 30
     store.dsn = database  # Postgres is back
-    store.write(_events(5, start=31))
+    store.write(_rows(5, start=31))
     store.close()
     assert not spool.exists()
     assert store.written == 35
-    with psycopg.connect(database) as c:
-        seqs = [r[0] for r in c.execute("SELECT source_seq FROM order_audit_trail ORDER BY id")]
-    assert seqs == list(range(1, 36))
+    assert _seqs(database) == list(range(1, 36))
+
+
+def _context(dsn: str, tmp_path: Path) -> ComponentContext:
+    cfg = load_config(var_dir=tmp_path)
+    broker = BrokerEndpoints(
+        mode="sim",
+        trading_url="http://127.0.0.1:1",
+        trade_stream_url="ws://127.0.0.1:1/stream",
+        data_stream_url="ws://127.0.0.1:1/v2/iex",
+        key_id="k",
+        secret_key="s",
+    )
+    ipc = tmp_path / "ipc"
+    ipc.mkdir()
+    return ComponentContext("s1", cfg, Bus(ipc), broker, dsn, b"k" * 32, False)
+
+
+def _start_writer(ctx: ComponentContext) -> Any:
+    p = mp.get_context("spawn").Process(target=run_writer, args=(ctx,), daemon=True)
+    p.start()
+    return p
+
+
+def _drain(emitter: AuditEmitter, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while emitter.unacked and time.monotonic() < deadline:
+        emitter.service()
+        time.sleep(0.02)
+    assert emitter.unacked == 0, f"{emitter.unacked} events never acknowledged"
+
+
+def test_writer_when_killed_mid_stream_then_nothing_lost_or_doubled(
+    database: str, tmp_path: Path
+) -> None:
+    migrate(database)
+    ctx = _context(database, tmp_path)
+    writer = _start_writer(ctx)
+    emitter = AuditEmitter(ctx.bus, "s1", "engine")
+    n = 0
+    for round_ in range(3):
+        for _ in range(2000):
+            n += 1
+            emitter.emit("intent", client_order_id=f"c{n}", qty=Decimal(1), symbol="SPY")
+            if n % 50 == 0:
+                emitter.service()
+        # SIGKILL while batches are in flight, then a new writer on the same endpoints
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.join()
+        writer = _start_writer(ctx)
+        assert round_ < 3
+    _drain(emitter)
+    emitter.close()
+    writer.terminate()
+    writer.join(20)
+    assert _seqs(database) == list(range(1, n + 1))
+
+
+def test_emitter_unacked_when_nothing_emitted_then_zero(tmp_path: Path) -> None:
+    ipc = tmp_path / "ipc"
+    ipc.mkdir()
+    emitter = AuditEmitter(Bus(ipc), "s1", "engine")
+    assert emitter.unacked == 0
+    emitter.emit("intent")
+    assert emitter.unacked == 0  # recorded, not yet sent
+    emitter.flush()
+    assert emitter.unacked == 1
+    emitter.close(timeout_s=0)
+
+
+@pytest.mark.parametrize("bad", [b"\x01", b"\x94\xa1s\xa1e\x01\x91\x92\x01\x02"])
+def test_decode_batch_when_malformed_then_value_error(bad: bytes) -> None:
+    from live.audit import decode_batch
+
+    with pytest.raises(ValueError, match="malformed audit batch"):
+        decode_batch(bad)
