@@ -280,7 +280,13 @@ class SimState:
             await asyncio.sleep(max(0.0, t0 + (k + 1) * interval - time.monotonic()))
             ts = int(self.ts[i])
             self._anchor_ns, self._anchor_wall = ts + BAR_NS, time.monotonic()
-            await self.publish_trades(self.broker.on_bar(ts, *map(float, self.ohlcv[i])))
+            events = self.broker.on_bar(
+                ts,
+                *map(float, self.ohlcv[i]),
+                first=i - 1 in self.session_ends or i == self.first,
+                last=i in self.session_ends,
+            )
+            await self.publish_trades(events)
             await self._publish_bar(i)
             self.bars_sent += 1
             if i in self.session_ends:
@@ -472,6 +478,16 @@ def _choice(query: Any, name: str, allowed: tuple[str, ...], default: str | None
     return value
 
 
+def _bool(query: Any, name: str, default: bool) -> bool:
+    """A boolean query parameter; alpaca-py sends ``True``/``False`` (alpaca.md §2)."""
+    raw = query.get(name)
+    if raw is None:
+        return default
+    if raw.lower() not in ("true", "false"):
+        raise invalid(f"{name} must be true or false, got {raw!r}")
+    return bool(raw.lower() == "true")
+
+
 def _int(query: Any, name: str, default: int, low: int, high: int) -> int:
     raw = query.get(name)
     if raw is None:
@@ -515,6 +531,7 @@ async def list_orders(request: web.Request) -> web.Response:
         direction=_choice(q, "direction", ("asc", "desc"), "desc") or "desc",
         symbols=None if symbols is None else [s for s in symbols.split(",") if s],
         side=_choice(q, "side", ("buy", "sell"), None),
+        nested=_bool(q, "nested", False),
     )
     return web.json_response(orders)
 
@@ -537,13 +554,18 @@ async def order_by_client_id(request: web.Request) -> web.Response:
 
 async def get_order(request: web.Request) -> web.Response:
     """``GET /v2/orders/{order_id}``."""
-    return web.json_response(_state(request).broker.get_order(request.match_info["order_id"]))
+    order_id, nested = request.match_info["order_id"], _bool(request.query, "nested", True)
+    return web.json_response(_state(request).broker.get_order(order_id, nested=nested))
 
 
 async def replace_order(request: web.Request) -> web.Response:
-    """``PATCH /v2/orders/{order_id}``: not simulated (422 after the id checks)."""
-    _state(request).broker.get_order(request.match_info["order_id"])
-    raise invalid("replacing an order (PATCH) is not supported by the simulator")
+    """``PATCH /v2/orders/{order_id}``: the new order (``replaces`` the old one)."""
+    state = _state(request)
+    order, events = state.broker.replace_order(
+        request.match_info["order_id"], await _json_body(request), state.now_ns()
+    )
+    await state.publish_trades(events)
+    return web.json_response(order)
 
 
 async def cancel_order(request: web.Request) -> web.Response:
@@ -580,10 +602,8 @@ async def close_position(request: web.Request) -> web.Response:
 async def close_all_positions(request: web.Request) -> web.Response:
     """``DELETE /v2/positions[?cancel_orders=true]``: 207."""
     state = _state(request)
-    raw = request.query.get("cancel_orders", "false").lower()
-    if raw not in ("true", "false"):
-        raise invalid(f"cancel_orders must be true or false, got {raw!r}")
-    results, events = state.broker.close_all(state.now_ns(), cancel_orders=raw == "true")
+    cancel = _bool(request.query, "cancel_orders", False)
+    results, events = state.broker.close_all(state.now_ns(), cancel_orders=cancel)
     await state.publish_trades(events)
     return web.json_response(results, status=207)
 

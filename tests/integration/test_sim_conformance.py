@@ -4,12 +4,10 @@ to it over real sockets, and the streams run in their own threads."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -23,7 +21,6 @@ from alpaca.data.live import StockDataStream
 from alpaca.data.models import Bar
 from alpaca.data.requests import StockBarsRequest
 from alpaca.data.timeframe import TimeFrame
-from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import (
     OrderSide,
     OrderStatus,
@@ -39,80 +36,13 @@ from alpaca.trading.requests import (
 )
 from alpaca.trading.stream import TradingStream
 
-from live.sim import SimConfig, SimServer
 from live.sim import server as sim_server
 from live.sim.server import STATE
 from tests.conftest import SPY_MINUTE
+from tests.integration.conftest import KEY, SECRET, Sim, wait_for
 from trader.data.loaders import load_minute_bars
 
 pytestmark = pytest.mark.integration
-KEY, SECRET = "PKTEST", "SKTEST"
-FAST = 6000.0  # 10 ms per replayed bar
-
-
-@dataclass
-class Sim:
-    server: SimServer
-    loop: asyncio.AbstractEventLoop
-    thread: threading.Thread
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
-    def ws(self) -> str:
-        return self.url.replace("http://", "ws://")
-
-    def status(self) -> dict[str, Any]:
-        result: dict[str, Any] = requests.get(f"{self.url}/sim/status", timeout=5).json()
-        return result
-
-    def trading(self, key: str = KEY, secret: str = SECRET) -> TradingClient:
-        client = TradingClient(key, secret, paper=True, url_override=self.url)
-        client._retry_wait = 0
-        return client
-
-
-@pytest.fixture
-def start_sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Sim]]:
-    """Factory: start a simulator (``SimConfig`` overrides as keywords) in a thread."""
-    monkeypatch.delenv("APCA_API_KEY_ID", raising=False)
-    monkeypatch.delenv("APCA_API_SECRET_KEY", raising=False)
-    sims: list[Sim] = []
-
-    def start(**overrides: Any) -> Sim:
-        server = SimServer(SimConfig(**{"speed": FAST, **overrides}))
-        loop, ready = asyncio.new_event_loop(), threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            loop.run_until_complete(server.start())
-            ready.set()
-            loop.run_forever()
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        assert ready.wait(10), "simulator did not start"
-        sims.append(Sim(server, loop, thread))
-        return sims[-1]
-
-    yield start
-    for sim in sims:
-        asyncio.run_coroutine_threadsafe(sim.server.stop(), sim.loop).result(10)
-        sim.loop.call_soon_threadsafe(sim.loop.stop)
-        sim.thread.join(10)
-        sim.loop.close()
-
-
-def wait_for(predicate: Callable[[], Any], what: str, timeout_s: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def market(qty: float, side: OrderSide = OrderSide.BUY, **kw: Any) -> MarketOrderRequest:

@@ -187,21 +187,34 @@ def test_client_order_id_is_unique_for_the_account_lifetime() -> None:
         ({"qty": float("inf")}, "qty must be a finite number"),
         ({"qty": "ten"}, "qty must be a number"),
         ({"qty": True}, "qty must be a number or a numeric string"),
-        ({"qty": 1.5}, "qty must be integer"),
-        ({"qty": None, "notional": 100}, "notional orders are not supported"),
+        ({"qty": "1.0000000001"}, "at most 9 decimal places"),
+        ({"qty": 1.5, "time_in_force": "gtc"}, "fractional orders must be DAY orders"),
+        ({"qty": 1.5, "type": "limit", "limit_price": 90}, "must be market orders"),
+        ({"notional": 100}, "qty and notional are mutually exclusive"),
+        ({"qty": None, "notional": "0.5"}, "notional must be >= 1"),
         ({"side": "short"}, "invalid side 'short'"),
         ({"side": None}, "side is required"),
-        ({"type": "stop", "stop_price": 90}, "stop_price is not supported"),
-        ({"type": "stop"}, "order type stop is not supported"),
+        ({"stop_price": 90}, "stop_price must not be set for market orders"),
+        ({"type": "stop"}, "stop_price is required for stop orders"),
+        ({"type": "stop_limit", "stop_price": 90}, "limit_price is required for stop_limit"),
+        ({"type": "trailing_stop"}, "exactly one of trail_price and trail_percent"),
+        ({"type": "trailing_stop", "trail_percent": 100}, "a percent < 100"),
         ({"type": "limit"}, "limit_price is required"),
         ({"limit_price": 100}, "limit_price must not be set for market orders"),
         ({"type": "limit", "limit_price": -1}, "limit_price must be > 0"),
-        ({"time_in_force": "fok"}, "time_in_force fok is not supported"),
+        ({"time_in_force": "opg"}, "opg orders are not accepted from 9:28 to 19:00"),
         ({"time_in_force": "week"}, "invalid time_in_force"),
         ({"symbol": "AAPL"}, "asset AAPL not found"),
         ({"symbol": None}, "symbol is required"),
-        ({"order_class": "bracket"}, "order_class 'bracket' is not supported"),
-        ({"extended_hours": True}, "extended_hours orders are not supported"),
+        ({"order_class": "mleg"}, "order_class 'mleg' is not supported"),
+        ({"order_class": "bracket"}, "bracket orders require take_profit and stop_loss"),
+        ({"take_profit": {"limit_price": 200}}, "need order_class bracket, oto or oco"),
+        (
+            {"order_class": "bracket", "take_profit": {"limit_price": 90}}
+            | {"stop_loss": {"stop_price": 95}},
+            "take_profit.limit_price must be > stop_loss.stop_price",
+        ),
+        ({"extended_hours": True}, "extended hours order must be DAY limit orders"),
         ({"client_order_id": "x" * 49}, "client_order_id must be a string of 1 to 48"),
     ],
 )
@@ -209,7 +222,7 @@ def test_bad_orders_are_422_naming_the_field(change: dict[str, Any], message: st
     body = {"symbol": "SPY", "qty": 1, "side": "buy", "type": "market", "time_in_force": "day"}
     body = {k: v for k, v in (body | change).items() if v is not None}
     e = rejects(make_broker(), body)
-    assert (e.status, e.body["code"]) == (422, 40010001)
+    assert (e.status, e.body["code"]) == (422, 42210000 if "opg" in message else 40010001)
     assert message in e.body["message"]
 
 
