@@ -30,6 +30,7 @@ from live.logs import setup_logging
 from live.risk import RiskGate
 from live.supervise import die_with_parent
 from trader.data import BAR_STRUCT
+from trader.ml.inference import ModelSignal
 from trader.promote import load_artefact
 from trader.strategy.nb import order_qty_nb
 
@@ -54,6 +55,8 @@ class Engine:
             art.spec.new_state(), self.params, 100.0, np.nan
         )  # compile/load before trading
         order_qty_nb(1.0, 0.0, 0.0)
+        # the model's per-bar signal (streaming features -> ONNX), for strategies that need it
+        self.model = ModelSignal(art.model_path) if art.model_path is not None else None
         self.symbol = cfg.symbol
         self.gate = RiskGate(cfg.risk, halted=ctx.halted)
         self.ledger = Ledger()
@@ -103,11 +106,13 @@ class Engine:
     def on_bar(self, payload: bytes) -> None:
         """Run the strategy and the risk gate on one bar; send the intent, if any, first,
         and do the bookkeeping (Decimal ledger, audit) after."""
-        ts_event, ts_recv, _o, _h, _l, close, _v = BAR_STRUCT.unpack(payload)
+        ts_event, ts_recv, _o, high, low, close, volume = BAR_STRUCT.unpack(payload)
         utc_day = ts_event // DAY_NS
         if utc_day != self.utc_day:
             self._roll_day(utc_day)
-        target = self.step_nb(self.state, self.params, close, np.nan)
+        model = self.model
+        sig = np.nan if model is None else model.update(ts_event, high, low, close, volume)
+        target = self.step_nb(self.state, self.params, close, sig)
         qty = order_qty_nb(target, self.position_f, self.pending_f)
         day_pnl = self.realized_f + self.position_f * close - self.cost_f - self.day_start_f
         if day_pnl > self.day_peak_f:

@@ -26,11 +26,15 @@ def _echo_errors(_: Any, method: str, event: MutableMapping[str, Any]) -> Mutabl
     return event
 
 
+_open_files: list[Any] = []
+
+
 def setup_logging(component: str, var_dir: Path) -> structlog.stdlib.BoundLogger:
     """Configure structlog for this process and return a logger bound to ``component``."""
     log_dir = var_dir / "log"
     log_dir.mkdir(parents=True, exist_ok=True)
     f = open(log_dir / f"{component}.log", "a", buffering=1)  # noqa: SIM115 (process lifetime)
+    _open_files.append(f)
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
@@ -44,3 +48,11 @@ def setup_logging(component: str, var_dir: Path) -> structlog.stdlib.BoundLogger
     )
     logger: structlog.stdlib.BoundLogger = structlog.get_logger().bind(component=component)
     return logger
+
+
+def close_logging() -> None:
+    """Close the files opened by :func:`setup_logging` and restore structlog's defaults
+    (for a component run inside another process, e.g. :func:`live.replay.replay_engine`)."""
+    structlog.reset_defaults()
+    while _open_files:
+        _open_files.pop().close()

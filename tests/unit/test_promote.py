@@ -85,3 +85,26 @@ def test_committed_demo_artefact_is_valid() -> None:
     art = load_artefact(REPO_ROOT / "models", "ema_rsi", "1")
     assert art.manifest["data"]  # fingerprints recorded
     assert art.manifest["code_version"] != "unknown"
+
+
+def test_promote_when_strategy_needs_a_model_and_none_given_then_refused(tmp_path: Path) -> None:
+    with pytest.raises(ArtefactError, match=r"needs model\.onnx"):
+        promote(tmp_path, "ml_threshold", "1", {}, {}, PASSING, [SPY_MINUTE])
+    assert not (tmp_path / "ml_threshold").exists()
+
+
+def test_load_artefact_when_model_strategy_then_model_path_verified(tmp_path: Path) -> None:
+    promote(
+        tmp_path,
+        "ml_threshold",
+        "1",
+        {"enter": 0.6, "exit": 0.4},
+        {},
+        PASSING,
+        [SPY_MINUTE],
+        extra_files={"model.onnx": b"\x08\x01"},
+    )
+    art = load_artefact(tmp_path, "ml_threshold", "1")
+    assert art.model_path == tmp_path / "ml_threshold" / "1" / "model.onnx"
+    assert art.spec.needs_model
+    assert load_artefact(REPO_ROOT / "models", "ema_rsi", "1").model_path is None

@@ -23,6 +23,8 @@ from trader.exceptions import ArtefactError
 from trader.strategy import StrategyParams, StrategySpec, get_strategy
 
 MANIFEST = "manifest.json"
+#: The file a strategy that needs a model (``StrategySpec.needs_model``) must carry.
+MODEL_FILE = "model.onnx"
 
 
 @dataclass(frozen=True)
@@ -56,13 +58,18 @@ class GateResult:
 
 @dataclass(frozen=True)
 class Artefact:
-    """A verified promoted strategy version."""
+    """A verified promoted strategy version.
+
+    ``model_path`` is the verified ``model.onnx`` when the strategy needs a model, else
+    None.
+    """
 
     strategy: str
     version: str
     spec: StrategySpec
     params: StrategyParams
     manifest: dict[str, Any]
+    model_path: Path | None = None
 
 
 def code_version() -> str:
@@ -98,6 +105,7 @@ def promote(
     gates: list[GateResult],
     data_files: list[Path],
     extra_files: dict[str, bytes] | None = None,
+    evidence: dict[str, Any] | None = None,
 ) -> Path:
     """Write a promoted artefact if every gate passes.
 
@@ -116,7 +124,11 @@ def promote(
     data_files : list of Path
         The data the evidence was computed on; their SHA-256 are recorded.
     extra_files : dict, optional
-        File name -> bytes to store beside the manifest (e.g. ``model.onnx``).
+        File name -> bytes to store beside the manifest (e.g. ``model.onnx``, required
+        when the strategy needs a model).
+    evidence : dict, optional
+        JSON-serialisable detail behind the gates (per-fold results, parity figures,
+        model hashes), recorded under ``evidence``.
 
     Returns
     -------
@@ -126,13 +138,18 @@ def promote(
     Raises
     ------
     ArtefactError
-        If a gate failed or the version already exists (versions are never overwritten).
+        If a gate failed, no gate was given, the version already exists (versions are
+        never overwritten) or a strategy that needs a model comes without ``model.onnx``.
     """
     failed = [g.name for g in gates if not g.passed]
-    if failed:
-        raise ArtefactError(f"{strategy} v{version} not promoted: gates failed: {failed}")
+    if failed or not gates:
+        raise ArtefactError(
+            f"{strategy} v{version} not promoted: gates failed: {failed or 'none given'}"
+        )
     spec = get_strategy(strategy)
     p = spec.params(params)
+    if spec.needs_model and MODEL_FILE not in (extra_files or {}):
+        raise ArtefactError(f"{strategy} v{version} not promoted: it needs {MODEL_FILE}")
     out = models_dir / strategy / version
     if out.exists():
         raise ArtefactError(f"{out} exists: promote under a new version")
@@ -151,6 +168,7 @@ def promote(
         "metrics": metrics,
         "gates": [g.to_dict() for g in gates],
         "files": files,
+        "evidence": evidence or {},
     }
     manifest["content_sha256"] = _content_hash(manifest)
     path = out / MANIFEST
@@ -167,7 +185,8 @@ def load_artefact(models_dir: Path, strategy: str, version: str) -> Artefact:
         Manifest missing or unreadable; manifest edited after promotion
         (``content_sha256`` mismatch); a gate not passed; a listed file missing or with
         another hash; an unlisted file in the folder; strategy/version not matching
-        the folder; invalid parameters.
+        the folder; invalid parameters; a strategy that needs a model without
+        ``model.onnx``.
     """
     folder = models_dir / strategy / version
     path = folder / MANIFEST
@@ -202,7 +221,20 @@ def load_artefact(models_dir: Path, strategy: str, version: str) -> Artefact:
         params = spec.params(manifest["params"])
     except (KeyError, ValueError) as e:
         raise ArtefactError(f"{where}: invalid parameters: {e}") from None
-    return Artefact(strategy, version, spec, params, manifest)
+    model_path = None
+    if spec.needs_model:
+        if MODEL_FILE not in listed:
+            raise ArtefactError(f"{where}: strategy {strategy} needs {MODEL_FILE}, none listed")
+        model_path = folder / MODEL_FILE
+    return Artefact(strategy, version, spec, params, manifest, model_path)
 
 
-__all__ = ["Artefact", "GateResult", "code_version", "load_artefact", "promote"]
+__all__ = [
+    "MANIFEST",
+    "MODEL_FILE",
+    "Artefact",
+    "GateResult",
+    "code_version",
+    "load_artefact",
+    "promote",
+]

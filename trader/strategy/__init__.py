@@ -69,14 +69,43 @@ class SignalParams(StrategyParams):
         return np.array([self.qty], dtype=np.float64)
 
 
+class MlThresholdParams(StrategyParams):
+    """Parameters of :func:`trader.strategy.nb.ml_threshold_step_nb`.
+
+    Raises
+    ------
+    pydantic.ValidationError
+        On an unknown key, a probability outside [0, 1], ``exit >= enter`` or ``qty < 1``.
+    """
+
+    enter: float = Field(0.55, ge=0, le=1, description="go long at/above this P(up)")
+    exit: float = Field(0.45, ge=0, le=1, description="go flat at/below this P(up)")
+    qty: int = Field(100, ge=1, description="position size when long, shares")
+
+    @model_validator(mode="after")
+    def _exit_below_enter(self) -> MlThresholdParams:
+        if self.exit >= self.enter:
+            raise ValueError(f"exit ({self.exit}) must be below enter ({self.enter})")
+        return self
+
+    def to_array(self) -> np.ndarray:
+        """Return the kernel's parameter vector, shape (N_ML_PARAMS,) float64."""
+        return np.array([self.enter, self.exit, self.qty], dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class StrategySpec:
-    """What the backtester and the live engine need to run a strategy."""
+    """What the backtester and the live engine need to run a strategy.
+
+    ``needs_model``: the step kernel's ``signal`` is a model output, so a promoted
+    artefact must carry ``model.onnx`` and the engine runs it per bar.
+    """
 
     name: str
     params_type: type[StrategyParams]
     step_nb: Callable[..., float]
     state_size: int
+    needs_model: bool = False
 
     def params(self, values: dict[str, Any]) -> StrategyParams:
         """Validate ``values`` into this strategy's parameter object."""
@@ -90,6 +119,13 @@ class StrategySpec:
 STRATEGIES: dict[str, StrategySpec] = {
     "ema_rsi": StrategySpec("ema_rsi", EmaRsiParams, nb.ema_rsi_step_nb, nb.STATE_SIZE),
     "signal": StrategySpec("signal", SignalParams, nb.signal_target_step_nb, nb.SIGNAL_STATE_SIZE),
+    "ml_threshold": StrategySpec(
+        "ml_threshold",
+        MlThresholdParams,
+        nb.ml_threshold_step_nb,
+        nb.ML_STATE_SIZE,
+        needs_model=True,
+    ),
 }
 
 
@@ -112,6 +148,7 @@ def get_strategy(name: str) -> StrategySpec:
 __all__ = [
     "STRATEGIES",
     "EmaRsiParams",
+    "MlThresholdParams",
     "SignalParams",
     "StrategyParams",
     "StrategySpec",

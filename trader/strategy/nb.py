@@ -109,3 +109,50 @@ def order_qty_nb(target: float, position: float, pending: float) -> float:
     never ordered twice while its first order is in flight.
     """
     return target - (position + pending)
+
+
+# -- Model probability with entry/exit thresholds --------------------------------------
+# params layout
+P_ML_ENTER = 0
+P_ML_EXIT = 1
+P_ML_QTY = 2
+N_ML_PARAMS = 3
+# state layout: target[0]
+ML_STATE_SIZE = 1
+
+
+@njit(cache=True)
+def ml_threshold_step_nb(
+    state: np.ndarray, params: np.ndarray, close: float, signal: float
+) -> float:
+    """One bar of the long/flat strategy driven by a model's probability of an up move.
+
+    Rules (on the bar's close, acted on at the next bar's open):
+
+    * long ``params[P_ML_QTY]`` shares when ``signal >= params[P_ML_ENTER]``;
+    * flat when ``signal <= params[P_ML_EXIT]``;
+    * otherwise (between the thresholds, or ``signal`` NaN while the features warm up)
+      keep the previous target, starting flat. The hysteresis band keeps a probability
+      hovering around one level from trading every bar.
+
+    Parameters
+    ----------
+    state : ndarray, shape (ML_STATE_SIZE,), float64
+        Zeros at the start; mutated in place.
+    params : ndarray, shape (N_ML_PARAMS,), float64
+        ``[enter, exit, qty]``: probabilities in [0, 1] (``exit < enter``), shares.
+    close : float
+        The bar's close, USD (unused; part of the common step signature).
+    signal : float
+        The model's P(up) for this bar (:mod:`trader.ml`), or NaN.
+
+    Returns
+    -------
+    float
+        Target position, shares (0 or ``qty``).
+    """
+    if signal >= params[P_ML_ENTER]:
+        state[0] = params[P_ML_QTY]
+    elif signal <= params[P_ML_EXIT]:
+        state[0] = 0.0
+    return state[0]
