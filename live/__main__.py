@@ -1,7 +1,9 @@
-"""Command line: ``python -m live {run,status,kill,resume}``.
+"""Command line: ``python -m live {run,status,kill,resume,audit replay}``.
 
-``run`` starts a daemon session in the foreground; the other commands are clients of
-the running daemon's control API (URL from ``.var/control.url``, else the config).
+``run`` starts a daemon session in the foreground; ``status``, ``kill`` and ``resume``
+are clients of the running daemon's control API (URL from ``.var/control.url``, else the
+config); ``audit replay`` rebuilds positions and realized P&L from the audit trail alone
+and compares them with the broker's (exit code 1 on a difference).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,7 @@ import aiohttp
 from live.config import load_config
 from live.control import control_token
 from trader import REPO_ROOT
-from trader.exceptions import ConfigurationError
+from trader.exceptions import ConfigurationError, TemporaryError, UnresolvedBreaks
 
 
 async def _call(method: str, path: str, body: dict[str, Any] | None, cfg_dir: Path) -> Any:
@@ -41,6 +44,46 @@ async def _call(method: str, path: str, body: dict[str, Any] | None, cfg_dir: Pa
         return data
 
 
+def _audit_replay(cfg_dir: Path, broker_url: str | None) -> int:
+    from live.alpaca import AlpacaREST
+    from live.db import EmbeddedPostgres, migrate
+    from live.recovery import compare_with_broker, ledger_from_audit
+
+    cfg = load_config(cfg_dir / "live.toml", cfg_dir / "risk.toml")
+    dsn = os.environ.get("DATABASE_URL")
+    if not dsn:
+        pg = EmbeddedPostgres(cfg.var_dir, cfg.database.embedded_port)
+        pg.start()
+        dsn = pg.dsn
+    migrate(dsn)
+    ledger = ledger_from_audit(dsn)
+    broker: list[dict[str, Any]] = []
+    if broker_url:
+        url: str = broker_url
+
+        async def positions() -> list[dict[str, Any]]:
+            key = os.environ.get("APCA_API_KEY_ID") or "sim-key"
+            secret = os.environ.get("APCA_API_SECRET_KEY") or "sim-secret"
+            async with AlpacaREST(url, key, secret) as rest:
+                return await rest.positions()
+
+        try:
+            broker = asyncio.run(positions())
+        except TemporaryError as e:
+            print(f"broker unreachable ({e}): showing the audit trail's book only")
+            broker_url = None
+    rows = compare_with_broker(ledger, broker)
+    print(f"{'symbol':<8}{'audit qty':>12}{'broker qty':>12}{'realized P&L':>16}  match")
+    for r in rows:
+        shown = r["broker_qty"] if broker_url else "n/a"
+        print(
+            f"{r['symbol']:<8}{r['audit_qty']:>12}{shown:>12}"
+            f"{r['realized_pnl']:>16}  {r['match'] if broker_url else 'n/a'}"
+        )
+    print(f"total realized P&L from the audit trail: {ledger.realized_pnl} USD")
+    return 0 if not broker_url or all(r["match"] for r in rows) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run the command; returns the exit code."""
     p = argparse.ArgumentParser(prog="python -m live", description=__doc__)
@@ -51,6 +94,21 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--speed", type=float, help="sim replay speed (market s per wall s)")
     run.add_argument("--mode", choices=["auto", "sim", "paper", "live"])
     run.add_argument("--live", action="store_true", help="allow real-money mode")
+    run.add_argument(
+        "--accept-breaks",
+        action="store_true",
+        help="trade even if the start-up reconciliation finds breaks (audited)",
+    )
+    audit = sub.add_parser("audit", help="audit trail tools")
+    audit_sub = audit.add_subparsers(dest="audit_cmd", required=True)
+    replay = audit_sub.add_parser(
+        "replay", help="rebuild positions and realized P&L from the audit trail alone"
+    )
+    replay.add_argument(
+        "--broker-url",
+        default=os.environ.get("TRADER_SIM_URL") or os.environ.get("APCA_API_BASE_URL"),
+        help="broker to compare with (default $TRADER_SIM_URL, else $APCA_API_BASE_URL)",
+    )
     sub.add_parser("status", help="print the running daemon's status")
     kill = sub.add_parser("kill", help="halt trading and cancel every open order")
     kill.add_argument("--reason", default="operator kill")
@@ -69,9 +127,13 @@ def main(argv: list[str] | None = None) -> int:
                 sim_speed=a.speed,
                 mode=a.mode,
             )
-            summary = asyncio.run(Daemon(cfg, allow_live=a.live).run())
+            summary = asyncio.run(
+                Daemon(cfg, allow_live=a.live, accept_breaks=a.accept_breaks).run()
+            )
             print(format_summary(summary))
             return 0 if not summary["stop_reason"].startswith("component") else 1
+        if a.cmd == "audit":
+            return _audit_replay(a.config_dir, a.broker_url)
         path, method, body = {
             "status": ("/status", "GET", None),
             "kill": (
@@ -86,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as e:
         print(f"configuration error: {e}", file=sys.stderr)
         return 2
+    except UnresolvedBreaks as e:
+        print(f"not trading: {e}", file=sys.stderr)
+        return 4
     except aiohttp.ClientConnectionError as e:
         print(f"no daemon answering: {e}", file=sys.stderr)
         return 3

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -160,6 +160,31 @@ class AlpacaREST:
         result: list[dict[str, Any]] = await self.request("DELETE", "/orders") or []
         return result
 
+    async def cancel_order(self, order_id: str) -> None:
+        """``DELETE /v2/orders/{order_id}`` (204; 422 if it is no longer cancelable)."""
+        await self.request("DELETE", f"/orders/{order_id}")
+
+    async def get_order(self, order_id: str) -> dict[str, Any]:
+        """``GET /v2/orders/{order_id}``."""
+        result: dict[str, Any] = await self.request("GET", f"/orders/{order_id}")
+        return result
+
+    async def fill_activities(self, after: str | None = None) -> list[dict[str, Any]]:
+        """``GET /v2/account/activities/FILL`` from ``after`` (RFC 3339) on, oldest first,
+        every page (``page_size`` 100, ``page_token`` = the last activity id)."""
+        out: list[dict[str, Any]] = []
+        params = {"direction": "asc", "page_size": "100"}
+        if after:
+            params["after"] = after
+        while True:
+            page: list[dict[str, Any]] = await self.request(
+                "GET", "/account/activities/FILL", params=params
+            )
+            out.extend(page)
+            if len(page) < 100:
+                return out
+            params["page_token"] = str(page[-1]["id"])
+
     async def positions(self) -> list[dict[str, Any]]:
         """``GET /v2/positions``."""
         result: list[dict[str, Any]] = await self.request("GET", "/positions")
@@ -180,13 +205,20 @@ async def _decode_frames(ws: aiohttp.ClientWebSocketResponse) -> AsyncIterator[A
 
 
 async def trade_updates(
-    url: str, key_id: str, secret_key: str, connected: asyncio.Event | None = None
+    url: str,
+    key_id: str,
+    secret_key: str,
+    connected: asyncio.Event | None = None,
+    on_listening: Callable[[int], None] | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
     """Yield the ``data`` of every ``trade_updates`` message, reconnecting forever.
 
     Frames may be text or binary JSON. ``connected`` is set while a listening
-    connection is up and cleared when it drops (callers backfill over REST then).
+    connection is up and cleared when it drops; ``on_listening(n)`` is called each time
+    the stream is listening (``n`` counts connections from 1), so a caller can backfill
+    over REST what it missed while the stream was down.
     """
+    connections = 0
     attempt = 0
     async with aiohttp.ClientSession() as session:
         while True:
@@ -205,8 +237,11 @@ async def trade_updates(
                             raise TemporaryError(f"trade_updates: not authorized: {msg}")
                         if stream == "listening":
                             attempt = 0
+                            connections += 1
                             if connected is not None:
                                 connected.set()
+                            if on_listening is not None:
+                                on_listening(connections)
                         elif stream == "trade_updates":
                             yield msg["data"]
             except (aiohttp.ClientError, TemporaryError, ValueError, KeyError):

@@ -74,6 +74,15 @@ class DatabaseConfig(BaseModel):
     embedded_port: int = Field(55433, ge=1024, le=65535)
 
 
+class RecoveryConfig(BaseModel):
+    """Reconciliation and snapshot schedule (``[recovery]``), seconds."""
+
+    model_config = _FROZEN
+
+    reconcile_interval_s: float = Field(300.0, gt=0)
+    snapshot_interval_s: float = Field(60.0, gt=0)
+
+
 class LiveConfig(BaseModel):
     """The daemon's configuration (``config/live.toml``) with the risk limits."""
 
@@ -89,6 +98,7 @@ class LiveConfig(BaseModel):
     var_dir: Path = REPO_ROOT / ".var"
     control: ControlConfig = ControlConfig()
     database: DatabaseConfig = DatabaseConfig()
+    recovery: RecoveryConfig = RecoveryConfig()
     sim: SimConfig = SimConfig()
     risk: RiskLimits
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from live.bus import Bus
 from live.config import BrokerEndpoints, LiveConfig
@@ -28,6 +29,9 @@ class ComponentContext:
         The risk gate's signing key; only the engine and execution see it.
     halted : bool
         Kill-switch state restored from Postgres at start.
+    restored : dict
+        The engine's starting book (:meth:`live.recovery.RestoredState.engine_state`):
+        FIFO lots, realized P&L and marks per symbol, and the day's P&L baseline.
     """
 
     session_id: str
@@ -37,6 +41,7 @@ class ComponentContext:
     dsn: str
     approval_key: bytes = field(repr=False)
     halted: bool
+    restored: dict[str, Any] = field(default_factory=dict)
 
     @property
     def var_dir(self) -> Path:

@@ -1,17 +1,25 @@
 """The daemon: starts, supervises and stops the live processes, and serves the control API.
 
-Start-up order: Postgres (embedded unless ``DATABASE_URL``) and migrations -> the
-promoted artefact is verified -> the simulator (``sim`` mode) -> audit writer ->
-execution (``trade_updates`` connected) -> engine (kernel compiled, pinned) -> feed.
-Each process must report in before the next starts. Shutdown runs in reverse: the feed
-stops first so no new bar arrives, execution cancels every open order, the engine takes
-the last fills, the audit writer drains, then a session summary is printed and stored.
-A child that dies stops the session (its exit code is printed).
+Start-up order: Postgres (embedded unless ``DATABASE_URL``) and migrations, the kill
+switch restored -> the promoted artefact is verified -> the simulator (``sim`` mode; or
+``TRADER_SIM_URL``, a simulator that outlives the daemon) -> audit writer -> the
+reconciliation with the broker (:mod:`live.reconcile`; a break stops the start unless
+``accept_breaks``) and the book restored from Postgres (:mod:`live.recovery`) ->
+execution (``trade_updates`` connected) -> engine (kernel compiled, pinned, restored
+book) -> feed. Each process must report in before the next starts. During the session
+the daemon reconciles every ``[recovery] reconcile_interval_s`` and snapshots positions
+every ``snapshot_interval_s``. Shutdown runs in reverse: the feed stops first so no new
+bar arrives, execution cancels every open order, the engine takes the last fills, the
+audit writer drains, then a session summary is printed and stored. A dead audit writer
+is restarted (producers re-send what it had not stored); any other child that dies stops
+the session (its exit code is printed), and the next start recovers. Children die with
+the daemon (``PR_SET_PDEATHSIG``), so a ``kill -9`` of the daemon leaves none trading.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import multiprocessing as mp
 import os
@@ -36,6 +44,7 @@ from aiohttp import web
 from tqdm import tqdm
 
 from live.aio import wait_for_event
+from live.alpaca import AlpacaREST
 from live.audit import AuditEmitter, run_writer
 from live.bus import Bus, pack, socket, unpack
 from live.config import (
@@ -53,7 +62,14 @@ from live.engine import run_engine
 from live.execution import run_execution
 from live.feed import run_feed
 from live.logs import setup_logging
-from trader.exceptions import ConfigurationError, TemporaryError
+from live.reconcile import Reconciler
+from live.recovery import DAY_KEY, KILL_KEY, persist, restore
+from trader.exceptions import (
+    ConfigurationError,
+    OrderRejected,
+    TemporaryError,
+    UnresolvedBreaks,
+)
 from trader.promote import load_artefact
 
 COMPONENTS: tuple[tuple[str, Callable[[ComponentContext], None]], ...] = (
@@ -62,7 +78,6 @@ COMPONENTS: tuple[tuple[str, Callable[[ComponentContext], None]], ...] = (
     ("engine", run_engine),
     ("feed", run_feed),
 )
-KILL_KEY = "kill_switch"
 
 
 def _free_port() -> int:
@@ -96,8 +111,12 @@ class Daemon:
         Invalid mode/keys, a refused artefact, or Postgres that does not start.
     """
 
-    def __init__(self, cfg: LiveConfig, *, allow_live: bool = False) -> None:
+    def __init__(
+        self, cfg: LiveConfig, *, allow_live: bool = False, accept_breaks: bool = False
+    ) -> None:
         self.cfg = cfg
+        self.accept_breaks = accept_breaks
+        self.reconciler: Reconciler | None = None
         self.mode = resolve_mode(cfg, allow_live=allow_live)
         self.artefact = load_artefact(cfg.models_dir, cfg.strategy, cfg.strategy_version)
         self.session_id = uuid.uuid4().hex[:16]
@@ -142,6 +161,17 @@ class Daemon:
     def _broker(self) -> BrokerEndpoints:
         key = os.environ.get("APCA_API_KEY_ID", "")
         secret = os.environ.get("APCA_API_SECRET_KEY", "")
+        external_sim = os.environ.get("TRADER_SIM_URL", "").rstrip("/")
+        if self.mode == "sim" and external_sim:  # a simulator that outlives the daemon
+            ws = external_sim.replace("http://", "ws://")
+            return BrokerEndpoints(
+                mode="sim",
+                trading_url=external_sim,
+                trade_stream_url=f"{ws}/stream",
+                data_stream_url=f"{ws}/v2/iex",
+                key_id=key or "sim-key",
+                secret_key=secret or "sim-secret",
+            )
         if self.mode == "sim":
             port = _free_port()
             sim = self.cfg.sim
@@ -280,6 +310,11 @@ class Daemon:
             "strategy_version": self.artefact.version,
             "symbol": self.cfg.symbol,
             "kill_switch": self.halted,
+            "reconciliation": (
+                self.reconciler.last.to_status()
+                if self.reconciler is not None and self.reconciler.last is not None
+                else {"reconciled": False, "breaks": [], "at_ns": None}
+            ),
             "broker_url": self.broker.trading_url if hasattr(self, "broker") else None,
             "components": self.status,
         }
@@ -353,8 +388,7 @@ class Daemon:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop, f"signal {sig.name}")
         self.dsn = self._start_database()
-        rows = self._sql("SELECT value FROM risk_state WHERE key = %s", (KILL_KEY,))
-        self.halted = bool(rows and rows[0][0].get("engaged"))
+        self.halted = restore(self.dsn).halted
         self._sql(
             "INSERT INTO sessions (session_id, mode, strategy, strategy_version) VALUES "
             "(%s, %s, %s, %s)",
@@ -381,7 +415,11 @@ class Daemon:
         runner: web.AppRunner | None = None
         exec_task: asyncio.Task[None] | None = None
         started = time.monotonic()
-        async with aiohttp.ClientSession() as http:
+        rest = AlpacaREST(self.broker.trading_url, self.broker.key_id, self.broker.secret_key)
+        async with aiohttp.ClientSession() as http, rest:
+            self.reconciler = Reconciler(rest, self.dsn, self.audit)
+            recon_task: asyncio.Task[None] | None = None
+            last_recon = last_snapshot = time.monotonic()
             try:
                 if self._sim is not None:
                     await self._wait_sim(http)
@@ -390,6 +428,8 @@ class Daemon:
                         "KILL SWITCH ENGAGED (persisted): no orders until 'python -m live resume'"
                     )
                 for name, target in COMPONENTS:
+                    if name == "execution":  # the writer runs: reconcile before trading
+                        await self._reconcile_at_start(bar)
                     await self._start_component(name, target)
                     if name == "execution":
                         exec_sub = socket(zctx, zmq.SUB, bus.addr("exec"), subscribe=b"")
@@ -402,6 +442,14 @@ class Daemon:
                 )
                 while not self._stop.is_set():
                     dead = [n for n, p in self._procs.items() if not p.is_alive()]
+                    if dead == ["audit"]:  # stateless: restart it; producers re-send
+                        self.log.error(
+                            "audit_writer_restart", exitcode=self._procs["audit"].exitcode
+                        )
+                        bar.write("audit writer died: restarting it (nothing is lost)")
+                        self.status.pop("audit", None)
+                        await self._start_component("audit", run_writer)
+                        continue
                     if dead:
                         self.request_stop(
                             f"component(s) died: {dead} (exit codes "
@@ -409,6 +457,15 @@ class Daemon:
                         )
                         break
                     self.audit.service()
+                    now = time.monotonic()
+                    if now - last_snapshot >= cfg.recovery.snapshot_interval_s:
+                        last_snapshot = now
+                        self._snapshot()
+                    if now - last_recon >= cfg.recovery.reconcile_interval_s and (
+                        recon_task is None or recon_task.done()
+                    ):
+                        last_recon = now
+                        recon_task = asyncio.create_task(self._reconcile_periodic(bar))
                     sim = await self._sim_status(http) if self._sim is not None else {}
                     self._progress(bar, sim)
                     if cfg.duration_s and time.monotonic() - started >= cfg.duration_s:
@@ -422,12 +479,13 @@ class Daemon:
                 bar.write(f"stopping: {self._stop_reason or 'start-up failed'}")
                 for name in ("feed", "execution", "engine"):
                     await self._stop_component(name)
+                self._snapshot()
                 self.audit.close(timeout_s=3.0)
                 await self._stop_component("audit")
                 await asyncio.sleep(0.3)  # last status snapshots
                 if runner is not None:
                     await runner.cleanup()
-                for t in (status_task, exec_task):
+                for t in (status_task, exec_task, recon_task):
                     if t is not None:
                         t.cancel()
                 bar.close()
@@ -438,6 +496,85 @@ class Daemon:
                 if self._pg is not None and os.environ.get("TRADER_KEEP_PG") != "1":
                     self._pg.stop()
         return self.summary
+
+    # -- recovery ------------------------------------------------------------------------
+    async def _reconcile_at_start(self, bar: tqdm[Any]) -> None:
+        """Settle earlier sessions' orders, apply missed fills, compare positions; refuse
+        to trade on a break unless ``accept_breaks``; then hand the restored book to the
+        engine.
+
+        Raises
+        ------
+        UnresolvedBreaks
+            A break and no ``--accept-breaks``.
+        """
+        assert self.reconciler is not None
+        report = await self.reconciler.run(self.session_id, at_start=True)
+        for b in report.breaks:
+            bar.write(f"RECONCILIATION BREAK ({b.kind}): {b.detail}")
+        if report.breaks:
+            if not self.accept_breaks:
+                await self.reconciler.drain()
+                raise UnresolvedBreaks(
+                    f"{len(report.breaks)} reconciliation break(s) with the broker: "
+                    + "; ".join(b.detail for b in report.breaks)
+                    + ". Resolve them, or start with --accept-breaks to trade anyway."
+                )
+            self.reconciler.accept("operator (--accept-breaks)")
+            bar.write("reconciliation breaks accepted by the operator (--accept-breaks)")
+        await self.reconciler.drain()
+        state = restore(self.dsn)
+        self.ctx = dataclasses.replace(self.ctx, restored=state.engine_state())
+        bar.write(
+            f"reconciled: {report.orders_settled} earlier order(s) settled, "
+            f"{report.fills_applied} missed fill(s) applied, positions "
+            f"{ {s: str(p.qty) for s, p in state.ledger.positions.items()} }"
+        )
+
+    async def _send_fills(self, fills: list[dict[str, Any]]) -> None:
+        self.control.send(pack({"cmd": "fills", "fills": fills}))
+
+    async def _reconcile_periodic(self, bar: tqdm[Any]) -> None:
+        assert self.reconciler is not None
+        try:
+            report = await self.reconciler.run(
+                self.session_id, at_start=False, apply_fills=self._send_fills
+            )
+        except (TemporaryError, OrderRejected, psycopg.Error) as e:
+            self.log.error("reconciliation_failed", error=str(e))
+            return
+        for b in report.breaks:
+            bar.write(f"RECONCILIATION BREAK ({b.kind}): {b.detail}")
+        self.log.info("reconciled", **report.to_status())
+
+    def _snapshot(self) -> None:
+        """Store the engine's positions in ``position_snapshots`` and its day baseline."""
+        eng = self.status.get("engine")
+        if not eng:
+            return
+        try:
+            with psycopg.connect(self.dsn, autocommit=True, connect_timeout=2) as conn:
+                conn.cursor().executemany(
+                    "INSERT INTO position_snapshots (ts, session_id, symbol, qty, avg_price,"
+                    " last_price, realized_pnl, unrealized_pnl) VALUES (now(), %s, %s, %s, %s,"
+                    " %s, %s, %s) ON CONFLICT DO NOTHING",
+                    [
+                        (
+                            self.session_id,
+                            s,
+                            p["qty"],
+                            p["avg_price"],
+                            None if p["last_price"] == "None" else p["last_price"],
+                            p["realized_pnl"],
+                            p["unrealized_pnl"],
+                        )
+                        for s, p in eng.get("positions", {}).items()
+                    ],
+                )
+            if eng.get("day", {}).get("utc_day", -1) >= 0:
+                persist(self.dsn, DAY_KEY, eng["day"])
+        except psycopg.Error as e:
+            self.log.error("snapshot_failed", error=str(e))
 
     def request_stop(self, reason: str) -> None:
         """Ask the session to stop (idempotent)."""

@@ -60,6 +60,11 @@ class Engine:
         self.symbol = cfg.symbol
         self.gate = RiskGate(cfg.risk, halted=ctx.halted)
         self.ledger = Ledger()
+        for sym, p in ctx.restored.get("positions", {}).items():
+            pos = self.ledger.position(sym)
+            pos.lots.extend((Decimal(q), Decimal(px)) for q, px in p["lots"])
+            pos.realized_pnl = Decimal(p["realized_pnl"])
+            pos.last_price = None if p["last_price"] is None else Decimal(p["last_price"])
         self.pending: dict[str, Decimal] = {}  # client_order_id -> signed remaining shares
         self.seq = 0
         self.bars = 0
@@ -69,6 +74,12 @@ class Engine:
         self.coid_prefix = f"{art.strategy}-{ctx.session_id[:8]}-"
         self.position_f = self.pending_f = self.cost_f = self.realized_f = 0.0
         self.day_start_f = self.day_peak_f = 0.0
+        day = ctx.restored.get("day") or {}
+        if day:  # the same session day resumes with its baseline and peak
+            self.utc_day = int(day["utc_day"])
+            self.day_start_pnl = Decimal(day["day_start_pnl"])
+            self.day_start_f = float(self.day_start_pnl)
+            self.day_peak_f = float(day.get("day_peak", 0.0))
         self.last_denial: tuple[float, str] | None = None
         self.counts = {"intents": 0, "denied": 0, "fills": 0}
         self.latency_ns = np.zeros(LATENCY_WINDOW, dtype=np.int64)
@@ -80,6 +91,7 @@ class Engine:
         self.control = socket(zctx, zmq.SUB, bus.addr("control"), subscribe=b"")
         self.status = socket(zctx, zmq.PUSH, bus.addr("status"))
         self.audit = AuditEmitter(bus, ctx.session_id, "engine", zctx)
+        self._sync_mirrors()
 
     @property
     def total_pnl(self) -> Decimal:
@@ -247,6 +259,7 @@ class Engine:
             pack(
                 {
                     "component": "engine",
+                    "pid": os.getpid(),
                     "halted": self.gate.halted,
                     "bars": self.bars,
                     "last_bar_ts": self.last_bar_ts,
@@ -266,6 +279,11 @@ class Engine:
                     "realized_pnl": str(self.ledger.realized_pnl),
                     "unrealized_pnl": str(self.ledger.unrealized_pnl),
                     "day_pnl": str(self.total_pnl - self.day_start_pnl),
+                    "day": {
+                        "utc_day": self.utc_day,
+                        "day_start_pnl": str(self.day_start_pnl),
+                        "day_peak": self.day_peak_f,
+                    },
                     "pending": {k: str(v) for k, v in self.pending.items()},
                     "recent_fills": list(self.recent_fills),
                     "tick_to_intent_us_p50": float(np.percentile(lat, 50)) / 1e3 if n else None,

@@ -11,6 +11,7 @@ kill request or at shutdown cancels every open order.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from live.bus import decode_intent, pack, shares, socket, unpack
 from live.context import ComponentContext
 from live.logs import setup_logging
 from live.orderstore import OrderStore
+from live.reconcile import missing_fills
 from live.supervise import die_with_parent
 from trader.exceptions import OrderRejected, TemporaryError
 
@@ -73,6 +75,7 @@ class Execution:
         self.audit = AuditEmitter(bus, ctx.session_id, "execution")
         self.store = OrderStore(ctx.dsn, ctx.session_id)
         self.stream_up = asyncio.Event()
+        self._backfill_task: asyncio.Task[int] | None = None
 
     # -- intents -------------------------------------------------------------------------
     def _refuse(
@@ -272,9 +275,51 @@ class Execution:
     async def consume_trade_updates(self) -> None:
         """Run the ``trade_updates`` stream for the process lifetime."""
         b = self.ctx.broker
-        async for upd in trade_updates(b.trade_stream_url, b.key_id, b.secret_key, self.stream_up):
+        async for upd in trade_updates(
+            b.trade_stream_url, b.key_id, b.secret_key, self.stream_up, self._on_listening
+        ):
             self.on_trade_update(upd)
             self.audit.flush()
+
+    def _on_listening(self, n: int) -> None:
+        if n > 1:  # a reconnection: fetch what the stream missed while it was down
+            self._backfill_task = asyncio.create_task(self.backfill())
+
+    async def backfill(self) -> int:
+        """Apply the fills and terminal states of this session's open orders that the
+        broker has and this process has not seen (stream dropped): orders are read back
+        by id, missing executions from the FILL activities, each applied once.
+
+        Returns
+        -------
+        int
+            Trade updates applied.
+        """
+        try:
+            orders = []
+            for o in self.open_orders():
+                b = await (
+                    self.rest.get_order(o.broker_order_id)
+                    if o.broker_order_id
+                    else self.rest.get_order_by_client_id(o.client_order_id)
+                )
+                if b is not None:
+                    orders.append(b)
+            updates = await missing_fills(self.rest, orders, self.executions.__contains__)
+        except (TemporaryError, OrderRejected) as e:
+            self.log.error("backfill_failed", error=str(e))
+            return 0
+        updates += [
+            {"event": b["status"], "order": b}
+            for b in orders
+            if b["status"] in STREAM_EVENTS and b["status"] not in ("fill", "partial_fill")
+        ]
+        for upd in updates:
+            self.on_trade_update(upd)
+        self.audit.flush()
+        if updates:
+            self.log.warning("backfilled", updates=len(updates))
+        return len(updates)
 
     # -- kill switch and shutdown --------------------------------------------------------
     def open_orders(self) -> list[TrackedOrder]:
@@ -325,6 +370,9 @@ class Execution:
             self.kill_ack = str(cmd.get("kill_id", ""))
             self.log.warning("killed", open_orders_left=remaining, by=cmd.get("by"))
             self.push_status()
+        elif cmd.get("cmd") == "fills":  # missed fills found by a reconciliation
+            for upd in cmd["fills"]:
+                self.on_trade_update(upd)
         elif cmd.get("cmd") == "resume":
             self.halted = False
             self.push_status()
@@ -335,6 +383,7 @@ class Execution:
             pack(
                 {
                     "component": "execution",
+                    "pid": os.getpid(),
                     "halted": self.halted,
                     "kill_ack": self.kill_ack,
                     "broker_open_orders": self.broker_open_orders,

@@ -36,6 +36,11 @@ class TemporaryError(TraderError):
     """A transient failure (timeout, connection reset, 5xx, 429): retry with backoff."""
 
 
+class UnresolvedBreaks(TraderError):
+    """Local state and the broker disagree at start: resolve the breaks, or accept them
+    (``python -m live run --accept-breaks``), before trading."""
+
+
 class OrderRejected(TraderError):
     """The broker rejected an order (4xx other than 429)."""
 

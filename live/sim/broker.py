@@ -409,6 +409,8 @@ class SimBroker:
         self._orders: dict[str, _Order] = {}
         self._by_client_id: dict[str, _Order] = {}
         self._open: dict[str, _Order] = {}  # insertion (= submission) order
+        #: FILL account activities, oldest first (``GET /v2/account/activities/FILL``).
+        self.activities: list[tuple[int, dict[str, Any]]] = []
 
     # -- account ---------------------------------------------------------------------
     @property
@@ -1197,6 +1199,27 @@ class SimBroker:
             qty=fmt(q),
             position_qty=fmt(self.position_qty),
         )
+        # The activity id is the stream's execution_id, so a fill missed on the stream is
+        # recognised when it is fetched from the activities.
+        self.activities.append(
+            (
+                now_ns,
+                {
+                    "id": event["execution_id"],
+                    "activity_type": "FILL",
+                    "transaction_time": rfc3339(now_ns),
+                    "type": event["event"],
+                    "price": fmt(price),
+                    "qty": fmt(q),
+                    "side": order.side,
+                    "symbol": order.symbol,
+                    "leaves_qty": fmt(order.remaining),
+                    "order_id": order.id,
+                    "cum_qty": fmt(order.filled_qty),
+                    "order_status": order.status,
+                },
+            )
+        )
         events = [event]
         if complete and order.parent is None and order.order_class in ("bracket", "oto"):
             for leg in order.legs:
@@ -1209,6 +1232,22 @@ class SimBroker:
             if other is not None and other is not order and other.id in self._open:
                 events += self._finish(other, "canceled", now_ns)
         return events
+
+    def fill_activities(
+        self, *, after_ns: int | None, direction: str, page_size: int, page_token: str | None
+    ) -> list[dict[str, Any]]:
+        """FILL activities after ``after_ns`` (ns since the epoch UTC), ``asc`` or ``desc``,
+        ``page_size`` of them after the activity ``page_token`` (alpaca.md: account
+        activities)."""
+        acts = [a for ns, a in self.activities if after_ns is None or ns > after_ns]
+        if direction == "desc":
+            acts.reverse()
+        if page_token is not None:
+            ids = [a["id"] for a in acts]
+            if page_token not in ids:
+                raise invalid(f"page_token {page_token!r} is not an activity id")
+            acts = acts[ids.index(page_token) + 1 :]
+        return acts[:page_size]
 
     def _finish(self, order: _Order, status: str, now_ns: int) -> list[dict[str, Any]]:
         """End a working order as ``canceled`` or ``expired``; an entry's legs that are

@@ -576,6 +576,28 @@ async def cancel_order(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def fill_activities(request: web.Request) -> web.Response:
+    """``GET /v2/account/activities/FILL`` with after/direction/page_size/page_token."""
+    q = request.query
+    after = q.get("after")
+    acts = _state(request).broker.fill_activities(
+        after_ns=None if after is None else parse_time("after", after),
+        direction=_choice(q, "direction", ("asc", "desc"), "desc") or "desc",
+        page_size=_int(q, "page_size", 100, 1, 100),
+        page_token=q.get("page_token"),
+    )
+    return web.json_response(acts)
+
+
+async def drop_streams(request: web.Request) -> web.Response:
+    """``POST /sim/drop_streams`` (simulator extension, for fault tests): close every
+    websocket (trade updates and market data); clients reconnect."""
+    sockets = list(_state(request).sockets)
+    for ws in sockets:
+        await ws.close(code=1012, message=b"dropped by /sim/drop_streams")
+    return web.json_response({"dropped": len(sockets)})
+
+
 async def positions(request: web.Request) -> web.Response:
     """``GET /v2/positions``."""
     return web.json_response(_state(request).broker.positions())
@@ -795,12 +817,14 @@ def make_app(config: SimConfig) -> web.Application:
     r.add_get("/v2/orders/{order_id}", get_order)
     r.add_patch("/v2/orders/{order_id}", replace_order)
     r.add_delete("/v2/orders/{order_id}", cancel_order)
+    r.add_get("/v2/account/activities/FILL", fill_activities)
     r.add_get("/v2/positions", positions)
     r.add_delete("/v2/positions", close_all_positions)
     r.add_get("/v2/positions/{symbol}", position)
     r.add_delete("/v2/positions/{symbol}", close_position)
     r.add_get("/v2/stocks/bars", stock_bars)
     r.add_get("/sim/status", sim_status)
+    r.add_post("/sim/drop_streams", drop_streams)
     r.add_get("/stream", trade_stream)
     for path in sorted(_FEED_PATHS):
         r.add_get(path, data_stream)

@@ -1,20 +1,27 @@
-"""Fixtures of the integration tests that drive the simulator: a :class:`SimServer` in a
-background thread with its own event loop (recipe of alpaca.md §8), so the official
-alpaca-py SDK's synchronous clients talk to it over real sockets."""
+"""Fixtures of the integration tests: a :class:`SimServer` in a background thread with its
+own event loop (recipe of alpaca.md §8), so the official alpaca-py SDK's synchronous
+clients talk to it over real sockets; an audit writer process on a real Postgres."""
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing as mp
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from alpaca.trading.client import TradingClient
 
+from live.audit import run_writer
+from live.bus import Bus
+from live.config import BrokerEndpoints, load_config
+from live.context import ComponentContext
+from live.db import migrate
 from live.sim import SimConfig, SimServer
 
 KEY, SECRET = "PKTEST", "SKTEST"
@@ -84,3 +91,38 @@ def wait_for(predicate: Callable[[], Any], what: str, timeout_s: float = 15.0) -
             return value
         time.sleep(0.01)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def writer_context(dsn: str, var: Path, session_id: str = "s1") -> ComponentContext:
+    """A component context for an audit writer on ``dsn`` (the broker is never called)."""
+    broker = BrokerEndpoints(
+        mode="sim",
+        trading_url="http://127.0.0.1:1",
+        trade_stream_url="ws://127.0.0.1:1/stream",
+        data_stream_url="ws://127.0.0.1:1/v2/iex",
+        key_id="k",
+        secret_key="s",
+    )
+    ipc = var / "ipc"
+    ipc.mkdir(parents=True, exist_ok=True)
+    return ComponentContext(
+        session_id, load_config(var_dir=var), Bus(ipc), broker, dsn, b"k" * 32, False
+    )
+
+
+def start_writer(ctx: ComponentContext) -> Any:
+    """Start :func:`live.audit.run_writer` in a spawned process."""
+    p = mp.get_context("spawn").Process(target=run_writer, args=(ctx,), daemon=True)
+    p.start()
+    return p
+
+
+@pytest.fixture
+def audit_writer(database: str, tmp_path: Path) -> Iterator[ComponentContext]:
+    """A migrated database with a running audit writer; yields its context."""
+    migrate(database)
+    ctx = writer_context(database, tmp_path)
+    p = start_writer(ctx)
+    yield ctx
+    p.terminate()
+    p.join(20)

@@ -3,7 +3,6 @@ acknowledgements and re-sending after a writer killed with SIGKILL."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import signal
 import time
@@ -14,11 +13,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from live.audit import AuditEmitter, AuditStore, run_writer, wire_row
+from live.audit import AuditEmitter, AuditStore, wire_row
 from live.bus import Bus
-from live.config import BrokerEndpoints, load_config
-from live.context import ComponentContext
 from live.db import migrate
+from tests.integration.conftest import start_writer, writer_context
 
 
 def _rows(n: int, start: int = 1, source: str = "engine") -> list[tuple[Any, ...]]:
@@ -86,27 +84,6 @@ def test_write_when_postgres_unreachable_then_spooled_and_replayed_in_order(
     assert _seqs(database) == list(range(1, 36))
 
 
-def _context(dsn: str, tmp_path: Path) -> ComponentContext:
-    cfg = load_config(var_dir=tmp_path)
-    broker = BrokerEndpoints(
-        mode="sim",
-        trading_url="http://127.0.0.1:1",
-        trade_stream_url="ws://127.0.0.1:1/stream",
-        data_stream_url="ws://127.0.0.1:1/v2/iex",
-        key_id="k",
-        secret_key="s",
-    )
-    ipc = tmp_path / "ipc"
-    ipc.mkdir()
-    return ComponentContext("s1", cfg, Bus(ipc), broker, dsn, b"k" * 32, False)
-
-
-def _start_writer(ctx: ComponentContext) -> Any:
-    p = mp.get_context("spawn").Process(target=run_writer, args=(ctx,), daemon=True)
-    p.start()
-    return p
-
-
 def _drain(emitter: AuditEmitter, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while emitter.unacked and time.monotonic() < deadline:
@@ -119,8 +96,8 @@ def test_writer_when_killed_mid_stream_then_nothing_lost_or_doubled(
     database: str, tmp_path: Path
 ) -> None:
     migrate(database)
-    ctx = _context(database, tmp_path)
-    writer = _start_writer(ctx)
+    ctx = writer_context(database, tmp_path)
+    writer = start_writer(ctx)
     emitter = AuditEmitter(ctx.bus, "s1", "engine")
     n = 0
     for round_ in range(3):
@@ -132,7 +109,7 @@ def test_writer_when_killed_mid_stream_then_nothing_lost_or_doubled(
         # SIGKILL while batches are in flight, then a new writer on the same endpoints
         os.kill(writer.pid, signal.SIGKILL)
         writer.join()
-        writer = _start_writer(ctx)
+        writer = start_writer(ctx)
         assert round_ < 3
     _drain(emitter)
     emitter.close()
