@@ -25,7 +25,8 @@ export PYTHONDONTWRITEBYTECODE := 1
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: TESTS=<pytest args> (make test), BENCH=<name> (make bench),"
-	@echo "             DURATION=<s> SPEED=<market s per wall s> MODE=sim|paper|auto (make live)"
+	@echo "             DURATION=<s> SPEED=<market s per wall s> MODE=sim|paper|auto"
+	@echo "             STRATEGY=<name> VERSION=<v> (make live: a promoted artefact in models/)"
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x .venv/bin/python || python3 -m venv .venv
@@ -45,7 +46,7 @@ $(STAMP): requirements.lock pyproject.toml
 	@touch $@
 
 live: $(STAMP) .var/.postgres ## run the daemon (sim mode without Alpaca keys); DURATION=120 to stop after 120 s
-	$(PY) -m live run $(if $(DURATION),--duration $(DURATION)) $(if $(SPEED),--speed $(SPEED)) $(if $(MODE),--mode $(MODE))
+	$(PY) -m live run $(if $(DURATION),--duration $(DURATION)) $(if $(SPEED),--speed $(SPEED)) $(if $(MODE),--mode $(MODE)) $(if $(STRATEGY),--strategy $(STRATEGY)) $(if $(VERSION),--version $(VERSION))
 
 test: $(STAMP) .var/.postgres lint ## lint, type-check and run every test (TESTS=tests/unit runs a subset)
 	$(PY) -m pytest -q -p no:cacheprovider $(TESTS)

@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--speed", type=float, help="sim replay speed (market s per wall s)")
     run.add_argument("--mode", choices=["auto", "sim", "paper", "live"])
     run.add_argument("--live", action="store_true", help="allow real-money mode")
+    run.add_argument("--strategy", help="promoted strategy to trade (overrides live.toml)")
+    run.add_argument("--version", help="its artefact version (overrides live.toml)")
     run.add_argument(
         "--accept-breaks",
         action="store_true",
@@ -126,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                 duration_s=a.duration,
                 sim_speed=a.speed,
                 mode=a.mode,
+                strategy=a.strategy,
+                strategy_version=a.version,
             )
             summary = asyncio.run(
                 Daemon(cfg, allow_live=a.live, accept_breaks=a.accept_breaks).run()

@@ -1,7 +1,8 @@
 """Run the research notebooks through papermill: ``python -m trader.research``.
 
 Reads the list of notebooks and their parameters from ``notebooks/research.toml``,
-executes each into ``runs/<UTC timestamp>/`` and exports HTML beside it. A failing
+executes each into ``runs/<UTC timestamp>/`` (under its own name, or the item's
+``output`` name when a notebook runs twice) and exports HTML beside it. A failing
 notebook stops the run with the failing cell and its error, and exit code 1.
 """
 
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             k: (v.replace("{run_dir}", str(run_dir)) if isinstance(v, str) else v)
             for k, v in item.get("parameters", {}).items()
         }
-        out = run_dir / src.name
+        out = run_dir / item.get("output", src.name)
         print(f"running {item['path']} -> {out}", flush=True)
         try:
             run_notebook(src, out, params)

@@ -93,3 +93,20 @@ def test_promote_ml_when_model_differs_from_evidence_then_refused(
             candidate.evidence,
             OPEN_GATES,
         )
+
+
+def test_promote_ml_when_params_differ_from_evidence_then_refused(
+    tmp_path: Path, candidate: Candidate
+) -> None:
+    other = {**PARAMS, "enter": 0.6}
+    with pytest.raises(ArtefactError, match="differ from those of the out-of-sample evidence"):
+        promote_ml(
+            tmp_path,
+            "1",
+            candidate.data.bars,
+            [SPY_MINUTE],
+            other,
+            candidate.model,
+            candidate.evidence,
+            OPEN_GATES,
+        )

@@ -69,3 +69,25 @@ def test_committed_notebooks_have_no_outputs_and_a_parameters_cell() -> None:
         nb = nbformat.read(path, as_version=4)
         assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells), path
         assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), path
+
+
+def test_train_export_then_promote_ml_when_thresholds_met_then_artefact_with_model(
+    tmp_path: Path,
+) -> None:
+    cand = tmp_path / "candidate"
+    run_notebook(NOTEBOOKS / "train_export.ipynb", tmp_path / "train_export.ipynb",
+                 {"start": "2011-01-03", "end": "2011-01-07", "horizon": 10, "n_splits": 3,
+                  "n_estimators": 20, "max_depth": 3, "daily_symbols": "",
+                  "candidate_dir": str(cand)})
+    text = _outputs(tmp_path / "train_export.ipynb")
+    assert "auc_mean" in text and "onnx_max_abs_diff" in text and "image/png" in text
+    assert (cand / "model.onnx").stat().st_size > 1000
+    run_notebook(NOTEBOOKS / "promote.ipynb", tmp_path / "promote.ipynb",
+                 {"strategy": "ml_threshold", "models_dir": str(tmp_path / "models"),
+                  "version": "3", "start": "2011-01-03", "end": "2011-01-07",
+                  "candidate_dir": str(cand), "min_auc": 0.0, "min_sharpe": -1e9,
+                  "max_drawdown": 1.0, "min_trades": 1})
+    art = load_artefact(tmp_path / "models", "ml_threshold", "3")
+    assert art.model_path is not None
+    assert art.model_path.read_bytes() == (cand / "model.onnx").read_bytes()
+    assert art.manifest["evidence"]["backtest_live_parity"]["mismatches"] == 0

@@ -31,6 +31,7 @@ from trader.ml.model import (
     train_xgb,
 )
 from trader.ml.nb import FEATURE_NAMES, features_nb, forward_label_nb
+from trader.strategy import MlThresholdParams
 
 if TYPE_CHECKING:
     from trader.ml.validation import WalkForwardResult
@@ -113,7 +114,8 @@ class Candidate:
     model : bytes
         ``model.onnx``.
     evidence : dict
-        JSON-serialisable: ``horizon``, ``xgb`` (hyper-parameters), ``features``,
+        JSON-serialisable: ``horizon``, ``xgb`` (hyper-parameters), ``strategy_params``
+        (of the walk-forward backtests), ``features``,
         ``oos`` (walk-forward summary), ``folds`` (per-fold rows), ``onnx_parity``,
         ``model_sha256_runs`` (hashes of two independent trainings).
     walk_forward : WalkForwardResult
@@ -174,6 +176,7 @@ def train_export(
         "gap": horizon if gap is None else gap,
         "max_train": max_train,
         "xgb": xgb.model_dump(),
+        "strategy_params": MlThresholdParams(**(strategy_params or {})).model_dump(),
         "features": list(FEATURE_NAMES),
         "bars": {"first": str(bars.index[0]), "last": str(bars.index[-1]), "n": len(bars)},
         "costs_bps": {"commission": commission_bps, "slippage": slippage_bps},

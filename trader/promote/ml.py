@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from trader.exceptions import ArtefactError
 from trader.ml import build_dataset, model_hash, model_signal
 from trader.promote import MODEL_FILE, GateResult, promote
+from trader.strategy import get_strategy
 
 if TYPE_CHECKING:
     from live.config import RiskLimits
@@ -139,8 +140,8 @@ def promote_ml(
     Raises
     ------
     ArtefactError
-        A gate failed (all are named), the model hash differs from the evidence's, or
-        the version exists.
+        A gate failed (all are named), the model hash or the strategy parameters differ
+        from the evidence's, or the version exists.
     """
     from live.config import RiskLimits as Limits
     from live.replay import backtest_orders, order_parity, replay_engine
@@ -148,6 +149,12 @@ def promote_ml(
     runs = evidence["model_sha256_runs"]
     if model_hash(model) not in runs:
         raise ArtefactError("the model to promote is not the one the evidence was computed on")
+    wanted = get_strategy(strategy).params(params).model_dump()
+    if evidence.get("strategy_params") != wanted:
+        raise ArtefactError(
+            f"strategy parameters {wanted} differ from those of the out-of-sample evidence "
+            f"{evidence.get('strategy_params')}: re-run train_export with them"
+        )
     limits = risk or Limits(
         max_order_qty=10**6,
         max_order_notional=10**9,
