@@ -108,3 +108,18 @@ def test_load_artefact_when_model_strategy_then_model_path_verified(tmp_path: Pa
     assert art.model_path == tmp_path / "ml_threshold" / "1" / "model.onnx"
     assert art.spec.needs_model
     assert load_artefact(REPO_ROOT / "models", "ema_rsi", "1").model_path is None
+
+
+def test_committed_ml_artefact_is_valid_and_its_model_loads() -> None:
+    from trader.ml.inference import OnnxSignal
+
+    art = load_artefact(REPO_ROOT / "models", "ml_threshold", "1")
+    assert art.model_path is not None
+    assert 0.0 <= OnnxSignal(art.model_path).run() <= 1.0
+    ev = art.manifest["evidence"]
+    assert ev["backtest_live_parity"]["mismatches"] == 0
+    assert (
+        ev["model_sha256_runs"][0]
+        == ev["model_sha256_runs"][1]
+        == art.manifest["files"]["model.onnx"]
+    )
