@@ -20,7 +20,7 @@ export XDG_CONFIG_HOME := $(VAR)/config
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help live test lint research lab bench kill status resume clean
+.PHONY: help live test lint research lab bench kill halt status resume limits clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,7 +48,18 @@ $(STAMP): requirements.lock pyproject.toml
 live: $(STAMP) .var/.postgres ## run the daemon (sim mode without Alpaca keys); DURATION=120 to stop after 120 s
 	$(PY) -m live run $(if $(DURATION),--duration $(DURATION)) $(if $(SPEED),--speed $(SPEED)) $(if $(MODE),--mode $(MODE)) $(if $(STRATEGY),--strategy $(STRATEGY)) $(if $(VERSION),--version $(VERSION))
 
-test: $(STAMP) .var/.postgres lint ## lint, type-check and run every test (TESTS=tests/unit runs a subset)
+# The browser test drives Debian's chromium (Playwright's own download does not work here).
+.var/.chromium:
+	@mkdir -p .var
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Chromium (Debian package 'chromium') for the browser test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium missing: install Debian's 'chromium' (the browser test is skipped)" >&2; fi; \
+	fi
+	@touch $@
+
+test: $(STAMP) .var/.postgres .var/.chromium lint ## lint, type-check and run every test (TESTS=tests/unit runs a subset)
 	$(PY) -m pytest -q -p no:cacheprovider $(TESTS)
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy over trader/ and live/
@@ -68,10 +79,16 @@ bench: $(STAMP) ## every benchmark in bench/ in one run (BENCH=name runs bench/n
 kill: $(STAMP) ## halt the running daemon and cancel its open orders
 	$(PY) -m live kill --reason "make kill" --by "$${USER:-operator}"
 
+halt: $(STAMP) ## stop new orders of the running daemon, leave its open orders working
+	$(PY) -m live halt --reason "make halt" --by "$${USER:-operator}"
+
+limits: $(STAMP) ## print the running daemon's risk limits and their utilisation
+	$(PY) -m live limits
+
 status: $(STAMP) ## print the running daemon's status
 	$(PY) -m live status
 
-resume: $(STAMP) ## release the kill switch of the running daemon
+resume: $(STAMP) ## release the kill switch (and a halt) of the running daemon
 	$(PY) -m live resume --by "$${USER:-operator}"
 
 clean: ## remove run-time state (.var: embedded Postgres, logs, caches) and runs/

@@ -192,9 +192,7 @@ def main() -> None:
         key_id="",
         secret_key="",
     )
-    cctx = ComponentContext(
-        "bench0000session", cfg, bus, broker, "", secrets.token_bytes(32), False
-    )
+    cctx = ComponentContext("bench0000session", cfg, bus, broker, "", secrets.token_bytes(32))
     eng = mp.get_context("spawn").Process(target=run_engine, args=(cctx,))
     eng.start()
     poller = zmq.Poller()

@@ -1,9 +1,10 @@
-"""Command line: ``python -m live {run,status,kill,resume,audit replay}``.
+"""Command line: ``python -m live {run,status,kill,halt,resume,limits,audit replay}``.
 
-``run`` starts a daemon session in the foreground; ``status``, ``kill`` and ``resume``
-are clients of the running daemon's control API (URL from ``.var/control.url``, else the
-config); ``audit replay`` rebuilds positions and realized P&L from the audit trail alone
-and compares them with the broker's (exit code 1 on a difference).
+``run`` starts a daemon session in the foreground; ``status``, ``kill``, ``halt``,
+``resume`` and ``limits`` are clients of the running daemon's control API
+(:class:`live.client.ControlClient`; URL from ``.var/control.url``, else the config);
+``audit replay`` rebuilds positions and realized P&L from the audit trail alone and
+compares them with the broker's (exit code 1 on a difference).
 """
 
 from __future__ import annotations
@@ -18,30 +19,10 @@ from typing import Any
 
 import aiohttp
 
+from live.client import ControlClient, ControlError
 from live.config import load_config
-from live.control import control_token
 from trader import REPO_ROOT
 from trader.exceptions import ConfigurationError, TemporaryError, UnresolvedBreaks
-
-
-async def _call(method: str, path: str, body: dict[str, Any] | None, cfg_dir: Path) -> Any:
-    cfg = load_config(cfg_dir / "live.toml", cfg_dir / "risk.toml")
-    url_file = cfg.var_dir / "control.url"
-    base = (
-        url_file.read_text().strip()
-        if url_file.exists()
-        else f"http://{cfg.control.host}:{cfg.control.port}"
-    )
-    headers = {"Authorization": f"Bearer {control_token(cfg.var_dir)}"}
-    timeout = aiohttp.ClientTimeout(total=30)
-    async with (
-        aiohttp.ClientSession(headers=headers, timeout=timeout) as s,
-        s.request(method, base + path, json=body) as r,
-    ):
-        data = await r.json()
-        if r.status >= 400:
-            raise SystemExit(f"{method} {path}: HTTP {r.status}: {data}")
-        return data
 
 
 def _audit_replay(cfg_dir: Path, broker_url: str | None) -> int:
@@ -115,8 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     kill = sub.add_parser("kill", help="halt trading and cancel every open order")
     kill.add_argument("--reason", default="operator kill")
     kill.add_argument("--by", default="cli")
-    resume = sub.add_parser("resume", help="release the kill switch")
+    halt = sub.add_parser("halt", help="stop new orders, leave the open ones working")
+    halt.add_argument("--reason", default="operator halt")
+    halt.add_argument("--by", default="cli")
+    resume = sub.add_parser("resume", help="release the kill switch and the halt")
     resume.add_argument("--by", default="cli")
+    sub.add_parser("limits", help="print each risk limit with its current utilisation")
     a = p.parse_args(argv)
     try:
         if a.cmd == "run":
@@ -143,11 +128,18 @@ def main(argv: list[str] | None = None) -> int:
             "kill": (
                 "/kill",
                 "POST",
-                {"reason": getattr(a, "reason", ""), "by": a.__dict__.get("by")},
+                {"reason": a.__dict__.get("reason"), "by": a.__dict__.get("by")},
+            ),
+            "halt": (
+                "/halt",
+                "POST",
+                {"reason": a.__dict__.get("reason"), "by": a.__dict__.get("by")},
             ),
             "resume": ("/resume", "POST", {"by": a.__dict__.get("by")}),
+            "limits": ("/risk", "GET", None),
         }[a.cmd]
-        print(json.dumps(asyncio.run(_call(method, path, body, a.config_dir)), indent=2))
+        client = ControlClient.from_config(a.config_dir)
+        print(json.dumps(asyncio.run(client.request(method, path, body)), indent=2))
         return 0
     except ConfigurationError as e:
         print(f"configuration error: {e}", file=sys.stderr)
@@ -158,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     except aiohttp.ClientConnectionError as e:
         print(f"no daemon answering: {e}", file=sys.stderr)
         return 3
+    except ControlError as e:
+        print(str(e), file=sys.stderr)
+        return 4
 
 
 if __name__ == "__main__":

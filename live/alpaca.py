@@ -253,13 +253,18 @@ async def trade_updates(
 
 
 async def market_data(
-    url: str, key_id: str, secret_key: str, bars: list[str]
+    url: str,
+    key_id: str,
+    secret_key: str,
+    bars: list[str],
+    connected: asyncio.Event | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
     """Yield every data message (``T`` in b/q/t/...) of the market-data v2 stream (JSON),
     after ``auth`` and ``subscribe`` to ``bars``; reconnect forever with backoff.
 
     Control messages are consumed; an ``error`` message ends the connection and
-    triggers a reconnect.
+    triggers a reconnect. ``connected`` is set while a subscribed connection is up and
+    cleared when it drops.
     """
     attempt = 0
     async with aiohttp.ClientSession() as session:
@@ -275,9 +280,13 @@ async def market_data(
                                 raise TemporaryError(f"market data error: {msg}")
                             if kind == "subscription":
                                 attempt = 0
+                                if connected is not None:
+                                    connected.set()
                             elif kind not in ("success",):
                                 yield msg
             except (aiohttp.ClientError, TemporaryError, ValueError):
                 pass
+            if connected is not None:
+                connected.clear()
             await asyncio.sleep(backoff_delay(attempt))
             attempt += 1

@@ -27,8 +27,9 @@ class ComponentContext:
         Postgres connection string (audit writer).
     approval_key : bytes
         The risk gate's signing key; only the engine and execution see it.
-    halted : bool
-        Kill-switch state restored from Postgres at start.
+    halted_by : str
+        What stops new orders, restored from Postgres at start: ``"kill_switch"``,
+        ``"halt"``, or ``""`` (trading).
     restored : dict
         The engine's starting book (:meth:`live.recovery.RestoredState.engine_state`):
         FIFO lots, realized P&L and marks per symbol, and the day's P&L baseline.
@@ -40,8 +41,13 @@ class ComponentContext:
     broker: BrokerEndpoints
     dsn: str
     approval_key: bytes = field(repr=False)
-    halted: bool
+    halted_by: str = ""
     restored: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def halted(self) -> bool:
+        """True if new orders are stopped (kill switch or halt) at start."""
+        return bool(self.halted_by)
 
     @property
     def var_dir(self) -> Path:

@@ -9,19 +9,27 @@ HTTP on ``127.0.0.1:8787`` by default. Every request needs
 path               verb  answer
 =================  ====  =============================================================
 ``/health``        GET   200 while the daemon process runs
-``/ready``         GET   200 when feed, engine, execution and audit writer report in
-``/metrics``       GET   Prometheus text exposition
-``/status``        GET   mode, session, strategy, kill switch, component snapshots
+``/ready``         GET   200 when every known check passes, else 503; the checks:
+                         components in, feed connected, data fresh, database
+                         reachable, reconciled (``null`` before the first reconciliation)
+``/metrics``       GET   Prometheus text exposition (:mod:`live.metrics`)
+``/status``        GET   mode, session, strategy, kill switch, halt, component snapshots
 ``/positions``     GET   the engine's positions (Decimal strings)
 ``/orders``        GET   the execution's open orders
 ``/fills``         GET   the engine's last 100 fills (signed shares, USD)
 ``/pnl``           GET   realized, unrealized and day P&L (USD, Decimal strings)
+``/pnl/history``   GET   P&L points of the last hour (``ts``/``bar_ts`` ns UTC, USD)
 ``/limits``        GET   the risk limits in force (``config/risk.toml``)
-``/kill``          POST  halt new orders and cancel every open order; body
+``/risk``          GET   each limit, its current value and utilisation (value / limit)
+``/kill``          POST  stop new orders and cancel every open order; body
                          ``{"reason": str, "by": str}``; answers when the broker
                          reports no open order (or after 15 s with the count left)
-``/resume``        POST  release the kill switch
+``/halt``          POST  stop new orders, leave the open ones working; body
+                         ``{"reason": str, "by": str}``
+``/resume``        POST  release the kill switch and the halt
 =================  ====  =============================================================
+
+Kill, halt and resume are persisted (``risk_state``) and audited.
 """
 
 from __future__ import annotations
@@ -29,14 +37,14 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from live.metrics import StatusCollector
 
 if TYPE_CHECKING:
     from live.daemon import Daemon
@@ -59,59 +67,10 @@ def control_token(var_dir: Path) -> str:
     return path.read_text().strip()
 
 
-class _StatusCollector(Collector):
-    """Exposes the components' latest status snapshots as Prometheus metrics."""
-
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        st = self.daemon.status
-        eng, exe = st.get("engine", {}), st.get("execution", {})
-        feed, audit = st.get("feed", {}), st.get("audit", {})
-        g = GaugeMetricFamily("trader_kill_switch", "1 while the kill switch is engaged")
-        g.add_metric([], 1.0 if self.daemon.halted else 0.0)
-        yield g
-        pos = GaugeMetricFamily("trader_position_shares", "position, shares", labels=["symbol"])
-        for sym, p in eng.get("positions", {}).items():
-            pos.add_metric([sym], float(p["qty"]))
-        yield pos
-        for name, key in (
-            ("trader_realized_pnl_usd", "realized_pnl"),
-            ("trader_unrealized_pnl_usd", "unrealized_pnl"),
-            ("trader_day_pnl_usd", "day_pnl"),
-        ):
-            g = GaugeMetricFamily(name, f"{key.replace('_', ' ')}, USD")
-            g.add_metric([], float(eng.get(key, 0)))
-            yield g
-        for name, snap, key, doc in (
-            ("trader_bars", feed, "bars", "bars received by the feed"),
-            ("trader_malformed_bars", feed, "malformed", "malformed bars dropped by the feed"),
-            ("trader_order_intents", eng, "intents", "risk-approved order intents"),
-            ("trader_risk_denials", eng, "denied", "risk-gate denials"),
-            ("trader_orders_submitted", exe, "submitted", "orders sent to the broker"),
-            ("trader_orders_rejected", exe, "rejected", "orders rejected by the broker"),
-            ("trader_orders_refused", exe, "refused", "intents refused before the wire"),
-            ("trader_fills", exe, "fills", "executions received"),
-            ("trader_audit_events_written", audit, "written", "audit rows stored"),
-            ("trader_audit_events_spooled", audit, "spooled", "audit events spooled to disk"),
-        ):
-            c = CounterMetricFamily(name, doc)
-            c.add_metric([], float(snap.get(key, 0)))
-            yield c
-        for q in ("p50", "p99"):
-            v = eng.get(f"tick_to_intent_us_{q}")
-            g = GaugeMetricFamily(
-                f"trader_tick_to_intent_{q}_us", f"tick to order intent latency {q}, microseconds"
-            )
-            g.add_metric([], float("nan") if v is None else float(v))
-            yield g
-
-
 def make_control_app(daemon: Daemon, token: str) -> web.Application:
     """Build the control API for ``daemon`` (see the module docstring for the routes)."""
     registry = CollectorRegistry()
-    registry.register(_StatusCollector(daemon))
+    registry.register(StatusCollector(daemon))
 
     @web.middleware
     async def auth(
@@ -127,10 +86,8 @@ def make_control_app(daemon: Daemon, token: str) -> web.Application:
         return web.json_response({"status": "ok", "session_id": daemon.session_id})
 
     async def ready(_: web.Request) -> web.Response:
-        missing = daemon.not_ready()
-        return web.json_response(
-            {"ready": not missing, "waiting_for": missing}, status=200 if not missing else 503
-        )
+        doc = await daemon.readiness()
+        return web.json_response(doc, status=200 if doc["ready"] else 503)
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(
@@ -154,12 +111,23 @@ def make_control_app(daemon: Daemon, token: str) -> web.Application:
         keys = ("realized_pnl", "unrealized_pnl", "day_pnl")
         return web.json_response({k: eng.get(k, "0") for k in keys})
 
+    async def pnl_history(_: web.Request) -> web.Response:
+        return web.json_response(list(daemon.pnl_history))
+
     async def limits(_: web.Request) -> web.Response:
         return web.json_response(daemon.cfg.risk.model_dump(mode="json"))
+
+    async def risk(_: web.Request) -> web.Response:
+        return web.json_response(daemon.risk_report())
 
     async def kill(request: web.Request) -> web.Response:
         body: dict[str, Any] = await request.json() if request.can_read_body else {}
         result = await daemon.kill(str(body.get("reason", "")), str(body.get("by", "api")))
+        return web.json_response(result)
+
+    async def halt(request: web.Request) -> web.Response:
+        body: dict[str, Any] = await request.json() if request.can_read_body else {}
+        result = await daemon.halt(str(body.get("reason", "")), str(body.get("by", "api")))
         return web.json_response(result)
 
     async def resume(request: web.Request) -> web.Response:
@@ -177,8 +145,11 @@ def make_control_app(daemon: Daemon, token: str) -> web.Application:
             web.get("/orders", orders),
             web.get("/fills", fills),
             web.get("/pnl", pnl),
+            web.get("/pnl/history", pnl_history),
             web.get("/limits", limits),
+            web.get("/risk", risk),
             web.post("/kill", kill),
+            web.post("/halt", halt),
             web.post("/resume", resume),
         ]
     )

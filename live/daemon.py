@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -78,6 +79,10 @@ COMPONENTS: tuple[tuple[str, Callable[[ComponentContext], None]], ...] = (
     ("engine", run_engine),
     ("feed", run_feed),
 )
+HALT_KEY = "halt"
+PNL_HISTORY = 7200  # points of /pnl/history: an hour at one point per 0.5 s
+#: A bar older than this (wall seconds since the feed received it) makes /ready false.
+DATA_FRESH_S = 120.0
 
 
 def _free_port() -> int:
@@ -122,7 +127,8 @@ class Daemon:
         self.session_id = uuid.uuid4().hex[:16]
         self.log = setup_logging("daemon", cfg.var_dir)
         self.status: dict[str, dict[str, Any]] = {}
-        self.halted = False
+        self.halted_by = ""  # "kill_switch", "halt" or "" (trading)
+        self.pnl_history: deque[dict[str, Any]] = deque(maxlen=PNL_HISTORY)
         self.control_url = ""
         self.summary: dict[str, Any] = {}
         self._procs: dict[str, Any] = {}
@@ -147,15 +153,34 @@ class Daemon:
             cur = conn.execute(query, params)
             return cur.fetchall() if cur.description else []
 
-    def _persist_kill(self, engaged: bool, reason: str, by: str) -> None:
-        value = json.dumps(
-            {"engaged": engaged, "reason": reason, "by": by, "session_id": self.session_id}
+    def _persist_stop(self, key: str, engaged: bool, reason: str, by: str) -> None:
+        """Store the kill switch (``KILL_KEY``) or halt (``HALT_KEY``) state."""
+        persist(
+            self.dsn,
+            key,
+            {"engaged": engaged, "reason": reason, "by": by, "session_id": self.session_id},
         )
-        self._sql(
-            "INSERT INTO risk_state (key, value) VALUES (%s, %s) ON CONFLICT (key) DO "
-            "UPDATE SET value = EXCLUDED.value, updated_at = now()",
-            (KILL_KEY, value),
+
+    def _restore_stop(self) -> str:
+        """What stopped new orders in an earlier session: "kill_switch", "halt" or ""."""
+        rows = dict(
+            self._sql(
+                "SELECT key, value FROM risk_state WHERE key IN (%s, %s)", (KILL_KEY, HALT_KEY)
+            )
         )
+        for key in (KILL_KEY, HALT_KEY):
+            if rows.get(key, {}).get("engaged"):
+                return key
+        return ""
+
+    def database_reachable(self, timeout_s: int = 2) -> bool:
+        """True if Postgres answers ``SELECT 1`` within ``timeout_s`` seconds."""
+        try:
+            with psycopg.connect(self.dsn, autocommit=True, connect_timeout=timeout_s) as c:
+                c.execute("SELECT 1")
+            return True
+        except psycopg.Error:
+            return False
 
     # -- broker --------------------------------------------------------------------------
     def _broker(self) -> BrokerEndpoints:
@@ -297,9 +322,113 @@ class Daemon:
             proc.kill()
         proc.join(1)
 
-    def not_ready(self) -> list[str]:
-        """Components that have not reported in yet (empty when ready)."""
-        return [n for n, _ in COMPONENTS if n not in self.status]
+    @property
+    def halted(self) -> bool:
+        """True while new orders are stopped (kill switch or halt)."""
+        return bool(self.halted_by)
+
+    @property
+    def kill_engaged(self) -> bool:
+        """True while the kill switch is engaged."""
+        return self.halted_by == KILL_KEY
+
+    @staticmethod
+    def wall_ns() -> int:
+        """Wall clock, ns since epoch UTC."""
+        return time.time_ns()
+
+    async def readiness(self) -> dict[str, Any]:
+        """The ``/ready`` document: each condition, ``True``/``False``, or ``None`` when
+        it is unknown, and ``ready`` (every known condition true, all components in).
+
+        Conditions: ``components`` (every process reported in), ``feed_connected`` (the
+        market-data stream is subscribed), ``data_fresh`` (a bar received less than
+        :data:`DATA_FRESH_S` wall seconds ago), ``database`` (``SELECT 1`` answers),
+        ``reconciled`` (the last reconciliation with the broker agreed; ``None`` before
+        the first one).
+        """
+        feed = self.status.get("feed", {})
+        last = feed.get("last_recv_ns") or 0
+        missing = [n for n, _ in COMPONENTS if n not in self.status]
+        parts: dict[str, bool | None] = {
+            "components": not missing,
+            "feed_connected": bool(feed.get("connected")),
+            "data_fresh": bool(last) and (self.wall_ns() - last) / 1e9 < DATA_FRESH_S,
+            "database": await asyncio.to_thread(self.database_reachable),
+            "reconciled": self.reconciled(),
+        }
+        return {
+            "ready": all(v is not False for v in parts.values()),
+            "checks": parts,
+            "waiting_for": missing,
+            "unknown": [k for k, v in parts.items() if v is None],
+        }
+
+    def reconciled(self) -> bool | None:
+        """Whether the last reconciliation with the broker (at start, then periodic)
+        found the book and the broker in agreement; ``None`` before the first one."""
+        if self.reconciler is None or self.reconciler.last is None:
+            return None
+        return bool(self.reconciler.last.ok)
+
+    def risk_report(self) -> dict[str, Any]:
+        """The ``/risk`` document: every limit in force, its current value and the
+        utilisation ``value / limit`` (``None`` for per-order limits, which apply to
+        each order rather than to a running total).
+
+        Values come from the engine's last status snapshot: positions (shares, and
+        shares x last price, USD), orders sent and not yet terminal, approved orders in
+        the last 60 s, the day's loss (``max(0, -day P&L)``) and the drawdown from the
+        day's peak P&L (USD).
+        """
+        eng = self.status.get("engine", {})
+        limits = self.cfg.risk.model_dump()
+        positions = eng.get("positions", {})
+        qty = max((abs(Decimal(p["qty"])) for p in positions.values()), default=Decimal(0))
+        notional = max(
+            (abs(Decimal(p["qty"])) * Decimal(p["last_price"]) for p in positions.values()),
+            default=Decimal(0),
+        )
+        cent = Decimal("0.01")
+        day_pnl = Decimal(eng.get("day_pnl", "0"))
+        peak = Decimal(repr(eng.get("day", {}).get("day_peak", 0.0)))
+        current: dict[str, Decimal | int | None] = {
+            "max_order_qty": None,
+            "max_order_notional": None,
+            "min_order_value": None,
+            "max_orders_per_minute": eng.get("orders_last_minute", 0),
+            "max_position_qty": qty,
+            "max_position_notional": notional.quantize(cent),
+            "max_open_orders": len(eng.get("pending", {})),
+            "daily_loss_limit": max(Decimal(0), -day_pnl).quantize(cent),
+            "max_intraday_drawdown": max(Decimal(0), peak - day_pnl).quantize(cent),
+        }
+        out: dict[str, Any] = {}
+        for name, limit in limits.items():
+            value = current.get(name)
+            out[name] = {
+                "limit": str(limit),
+                "value": None if value is None else str(value),
+                "utilisation": None
+                if value is None or not limit
+                else round(float(Decimal(value) / Decimal(limit)), 4),
+            }
+        return {"limits": out, "halted_by": self.halted_by}
+
+    def _record_pnl(self) -> None:
+        eng = self.status.get("engine")
+        if not eng or not eng.get("bars"):
+            return
+        point = {
+            "ts": self.wall_ns(),
+            "bar_ts": eng.get("last_bar_ts"),
+            "realized_pnl": eng.get("realized_pnl", "0"),
+            "unrealized_pnl": eng.get("unrealized_pnl", "0"),
+            "day_pnl": eng.get("day_pnl", "0"),
+        }
+        last = self.pnl_history[-1] if self.pnl_history else None
+        if last is None or any(point[k] != last[k] for k in ("bar_ts", "realized_pnl")):
+            self.pnl_history.append(point)
 
     def describe(self) -> dict[str, Any]:
         """The ``/status`` document."""
@@ -309,7 +438,9 @@ class Daemon:
             "strategy": self.artefact.strategy,
             "strategy_version": self.artefact.version,
             "symbol": self.cfg.symbol,
-            "kill_switch": self.halted,
+            "kill_switch": self.kill_engaged,
+            "halted": self.halted,
+            "halted_by": self.halted_by,
             "reconciliation": (
                 self.reconciler.last.to_status()
                 if self.reconciler is not None and self.reconciler.last is not None
@@ -329,8 +460,8 @@ class Daemon:
         dict
             ``{"halted": True, "broker_open_orders": int, "confirmed": bool}``.
         """
-        self.halted = True
-        self._persist_kill(True, reason, by)
+        self.halted_by = KILL_KEY
+        self._persist_stop(KILL_KEY, True, reason, by)
         self.audit.emit("kill", reason=reason, metadata={"by": by})
         self.audit.flush()
         kill_id = uuid.uuid4().hex
@@ -344,10 +475,31 @@ class Daemon:
             await asyncio.sleep(0.02)
         return {"halted": True, "broker_open_orders": None, "confirmed": False}
 
+    async def halt(self, reason: str, by: str) -> dict[str, Any]:
+        """Stop new orders without cancelling the open ones (persisted across restarts
+        and audited as ``halt``); released by :meth:`resume`. Under an engaged kill
+        switch it changes nothing but the record.
+
+        Returns
+        -------
+        dict
+            ``{"halted": True, "halted_by": str, "open_orders": int}``; ``open_orders``
+            are the orders execution still tracks as working.
+        """
+        if not self.kill_engaged:
+            self.halted_by = HALT_KEY
+        self._persist_stop(HALT_KEY, True, reason, by)
+        self.audit.emit("halt", reason=reason, metadata={"by": by})
+        self.control.send(pack({"cmd": "halt", "reason": reason, "by": by}))
+        self.log.warning("halt", reason=reason, by=by)
+        open_orders = len(self.status.get("execution", {}).get("open_orders", []))
+        return {"halted": True, "halted_by": self.halted_by, "open_orders": open_orders}
+
     async def resume(self, by: str) -> dict[str, Any]:
-        """Release the kill switch (persisted and audited)."""
-        self.halted = False
-        self._persist_kill(False, "resume", by)
+        """Release the kill switch and the halt (persisted and audited)."""
+        self.halted_by = ""
+        for key in (KILL_KEY, HALT_KEY):
+            self._persist_stop(key, False, "resume", by)
         self.audit.emit("resume", metadata={"by": by})
         self.audit.flush()
         self.control.send(pack({"cmd": "resume", "by": by}))
@@ -370,7 +522,7 @@ class Daemon:
             f"orders {ex.get('submitted', 0)} fills {ex.get('fills', 0)} "
             f"pos {pos} realized {Decimal(eng.get('realized_pnl', 0)):+.2f} "
             f"unrealized {Decimal(eng.get('unrealized_pnl', 0)):+.2f}"
-            f"{' HALTED' if self.halted else ''}"
+            f"{' ' + self.halted_by.upper() if self.halted else ''}"
         )
         if not bar.disable:  # a terminal: one live status line
             bar.set_description_str(when, refresh=False)
@@ -388,7 +540,7 @@ class Daemon:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop, f"signal {sig.name}")
         self.dsn = self._start_database()
-        self.halted = restore(self.dsn).halted
+        self.halted_by = self._restore_stop()
         self._sql(
             "INSERT INTO sessions (session_id, mode, strategy, strategy_version) VALUES "
             "(%s, %s, %s, %s)",
@@ -397,7 +549,13 @@ class Daemon:
         self.broker = self._broker()
         bus = Bus(_ipc_dir(cfg.var_dir, self.session_id))
         self.ctx = ComponentContext(
-            self.session_id, cfg, bus, self.broker, self.dsn, secrets.token_bytes(32), self.halted
+            self.session_id,
+            cfg,
+            bus,
+            self.broker,
+            self.dsn,
+            secrets.token_bytes(32),
+            self.halted_by,
         )
         zctx = zmq.asyncio.Context()
         zsync = zmq.Context()  # non-blocking sends (no high-water mark): control and audit
@@ -424,9 +582,8 @@ class Daemon:
                 if self._sim is not None:
                     await self._wait_sim(http)
                 if self.halted:
-                    bar.write(
-                        "KILL SWITCH ENGAGED (persisted): no orders until 'python -m live resume'"
-                    )
+                    what = "KILL SWITCH ENGAGED" if self.kill_engaged else "HALTED"
+                    bar.write(f"{what} (persisted): no new orders until 'python -m live resume'")
                 for name, target in COMPONENTS:
                     if name == "execution":  # the writer runs: reconcile before trading
                         await self._reconcile_at_start(bar)
@@ -468,6 +625,7 @@ class Daemon:
                         recon_task = asyncio.create_task(self._reconcile_periodic(bar))
                     sim = await self._sim_status(http) if self._sim is not None else {}
                     self._progress(bar, sim)
+                    self._record_pnl()
                     if cfg.duration_s and time.monotonic() - started >= cfg.duration_s:
                         self.request_stop(f"duration {cfg.duration_s:g} s reached")
                     elif sim.get("done") and self.status.get("engine", {}).get(

@@ -12,6 +12,7 @@ the kernel before it subscribes to market data.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import time
@@ -27,7 +28,8 @@ from live.bus import encode_intent, pack, shares, socket, unpack
 from live.context import ComponentContext
 from live.ledger import Ledger
 from live.logs import setup_logging
-from live.risk import RiskGate
+from live.metrics import LatencyRecorder
+from live.risk import RiskGate, nb
 from live.supervise import die_with_parent
 from trader.data import BAR_STRUCT
 from trader.ml.inference import ModelSignal
@@ -59,6 +61,8 @@ class Engine:
         self.model = ModelSignal(art.model_path) if art.model_path is not None else None
         self.symbol = cfg.symbol
         self.gate = RiskGate(cfg.risk, halted=ctx.halted)
+        # What stops new orders while the gate is halted: the kill switch or a halt.
+        self.halted_by = ctx.halted_by
         self.ledger = Ledger()
         for sym, p in ctx.restored.get("positions", {}).items():
             pos = self.ledger.position(sym)
@@ -82,7 +86,9 @@ class Engine:
             self.day_peak_f = float(day.get("day_peak", 0.0))
         self.last_denial: tuple[float, str] | None = None
         self.counts = {"intents": 0, "denied": 0, "fills": 0}
+        self.denied_by_control: dict[str, int] = {}
         self.latency_ns = np.zeros(LATENCY_WINDOW, dtype=np.int64)
+        self.latency = LatencyRecorder("tick_to_intent", "risk_gate", "model_inference")
         self.recent_fills: deque[dict[str, Any]] = deque(maxlen=RECENT_FILLS)
         bus = ctx.bus
         self.md = socket(zctx, zmq.SUB, bus.addr("md"), subscribe=self.symbol.encode())
@@ -122,9 +128,11 @@ class Engine:
         utc_day = ts_event // DAY_NS
         if utc_day != self.utc_day:
             self._roll_day(utc_day)
+        t_step = time.perf_counter_ns()
         model = self.model
         sig = np.nan if model is None else model.update(ts_event, high, low, close, volume)
         target = self.step_nb(self.state, self.params, close, sig)
+        t_step = time.perf_counter_ns() - t_step
         qty = order_qty_nb(target, self.position_f, self.pending_f)
         day_pnl = self.realized_f + self.position_f * close - self.cost_f - self.day_start_f
         if day_pnl > self.day_peak_f:
@@ -140,12 +148,16 @@ class Engine:
                 self.day_peak_f,
                 time.time_ns(),
             )
+            t_gate = time.perf_counter_ns()
             code = self.gate.check_code(*risk)
+            t_gate = time.perf_counter_ns() - t_gate
             if code == 0:
                 self._send(qty, target, close, ts_event, ts_recv)
             else:
                 self._deny(code, risk, target, ts_event, ts_recv)
+            self.latency.observe_ns("risk_gate", t_gate)
         # -- off the hot path from here ----------------------------------------------------
+        self.latency.observe_ns("model_inference", t_step)
         self.bars += 1
         self.last_bar_ts = ts_event
         self.ledger.mark(self.symbol, Decimal(repr(close)))
@@ -181,6 +193,7 @@ class Engine:
         now = time.time_ns()
         self.gate.record(now)
         self.latency_ns[self.counts["intents"] % LATENCY_WINDOW] = now - ts_recv
+        self.latency.observe_ns("tick_to_intent", now - ts_recv)
         self.counts["intents"] += 1
         self.last_denial = None
         order = self._order_fields(qty, close, ts_event)
@@ -190,17 +203,31 @@ class Engine:
         meta = {"target": target, "bar_ts": ts_event}
         self.audit.emit("intent", **order, status="new", ts=ts_recv, metadata=meta)
         self.audit.emit("risk_approved", **order, status="approved")
+        self.log.info(
+            "intent",
+            correlation_id=order["correlation_id"],
+            client_order_id=coid,
+            side=order["side"],
+            qty=str(order["qty"]),
+            ref_price=close,
+            tick_to_intent_us=(now - ts_recv) / 1e3,
+        )
 
     def _deny(
         self, code: int, risk: tuple[Any, ...], target: float, ts_event: int, ts_recv: int
     ) -> None:
         decision = self.gate.explain(code, *risk)
+        if code == nb.KILL_SWITCH and self.halted_by == "halt":
+            decision = dataclasses.replace(decision, control="halt")
         qty, close = risk[0], risk[1]
         key = (target, decision.control)
         if key == self.last_denial:  # a standing denial is audited once, not every bar
             return
         self.last_denial = key
         self.counts["denied"] += 1
+        self.denied_by_control[decision.control] = (
+            self.denied_by_control.get(decision.control, 0) + 1
+        )
         order = self._order_fields(qty, close, ts_event)
         meta = {"target": target, "bar_ts": ts_event}
         self.audit.emit("intent", **order, status="new", ts=ts_recv, metadata=meta)
@@ -243,12 +270,16 @@ class Engine:
         self._sync_mirrors()
 
     def on_control(self, raw: bytes) -> None:
-        """Engage or release the kill switch in the gate."""
+        """Engage (``kill``, ``halt``) or release (``resume``) the gate's stop on new
+        orders; a halt never overrides an engaged kill switch."""
         cmd = unpack(raw).get("cmd")
-        if cmd == "kill":
+        if cmd == "kill" or (cmd == "halt" and self.halted_by != "kill_switch"):
             self.gate.halted = True
+            self.halted_by = "kill_switch" if cmd == "kill" else "halt"
+            self.last_denial = None
         elif cmd == "resume":
             self.gate.halted = False
+            self.halted_by = ""
             self.last_denial = None
 
     def push_status(self) -> None:
@@ -261,6 +292,7 @@ class Engine:
                     "component": "engine",
                     "pid": os.getpid(),
                     "halted": self.gate.halted,
+                    "halted_by": self.halted_by,
                     "bars": self.bars,
                     "last_bar_ts": self.last_bar_ts,
                     **self.counts,
@@ -284,6 +316,11 @@ class Engine:
                         "day_start_pnl": str(self.day_start_pnl),
                         "day_peak": self.day_peak_f,
                     },
+                    "orders_last_minute": nb.orders_last_minute_nb(
+                        self.gate.recent, time.time_ns()
+                    ),
+                    "denied_by_control": self.denied_by_control,
+                    "latency": self.latency.snapshot(),
                     "pending": {k: str(v) for k, v in self.pending.items()},
                     "recent_fills": list(self.recent_fills),
                     "tick_to_intent_us_p50": float(np.percentile(lat, 50)) / 1e3 if n else None,

@@ -21,12 +21,13 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from live.aio import wait_for_event
+from live.aio import CountingEvent, wait_for_event
 from live.alpaca import AlpacaREST, trade_updates
 from live.audit import AuditEmitter
 from live.bus import decode_intent, pack, shares, socket, unpack
 from live.context import ComponentContext
 from live.logs import setup_logging
+from live.metrics import LatencyRecorder
 from live.orderstore import OrderStore
 from live.reconcile import missing_fills
 from live.supervise import die_with_parent
@@ -48,6 +49,8 @@ class TrackedOrder:
     broker_order_id: str | None = None
     status: str = "submitted"
     filled_qty: Decimal = Decimal(0)
+    received_ns: int = 0  # wall ns when execution received the intent (0: not an intent)
+    accepted_ns: int = 0  # wall ns of the broker's acknowledgement
 
 
 class Execution:
@@ -57,12 +60,20 @@ class Execution:
         self.ctx = ctx
         self.log = setup_logging("execution", ctx.var_dir)
         self.limits = ctx.cfg.risk
-        self.halted = ctx.halted
+        self.halted_by = ctx.halted_by  # "kill_switch", "halt" or "" (trading)
         self.rest = AlpacaREST(ctx.broker.trading_url, ctx.broker.key_id, ctx.broker.secret_key)
         self.orders: dict[str, TrackedOrder] = {}
         self.by_broker_id: dict[str, str] = {}
         self.executions: set[str] = set()
-        self.counts = {"submitted": 0, "accepted": 0, "fills": 0, "rejected": 0, "refused": 0}
+        self.counts = {
+            "submitted": 0,
+            "accepted": 0,
+            "fills": 0,
+            "filled": 0,
+            "rejected": 0,
+            "refused": 0,
+        }
+        self.latency = LatencyRecorder("intent_to_accepted", "accepted_to_filled")
         self.kill_ack = ""
         # Open orders the broker reported after the last cancel-everything (kill or stop);
         # sent in every status snapshot so the daemon never reads a stale one.
@@ -74,8 +85,13 @@ class Execution:
         self.status = socket(zctx, zmq.PUSH, bus.addr("status"))
         self.audit = AuditEmitter(bus, ctx.session_id, "execution")
         self.store = OrderStore(ctx.dsn, ctx.session_id)
-        self.stream_up = asyncio.Event()
+        self.stream_up = CountingEvent()
         self._backfill_task: asyncio.Task[int] | None = None
+
+    @property
+    def halted(self) -> bool:
+        """True while new orders are refused (kill switch or halt)."""
+        return bool(self.halted_by)
 
     # -- intents -------------------------------------------------------------------------
     def _refuse(
@@ -103,7 +119,7 @@ class Execution:
         """Return "" if a verified ``intent`` (``qty`` as Decimal shares) may go to the
         broker, else the refusal reason."""
         if self.halted:
-            return "kill_switch: engaged"
+            return f"{self.halted_by}: engaged"
         qty = intent["qty"]
         if not 0 < qty <= self.limits.max_order_qty:
             return f"max_order_qty: {qty} outside (0, {self.limits.max_order_qty}]"
@@ -116,6 +132,7 @@ class Execution:
 
     async def on_intent(self, frames: list[bytes]) -> None:
         """Verify, check and submit one intent."""
+        received_ns = time.time_ns()
         try:
             intent = decode_intent(self.ctx.approval_key, frames)
         except ValueError as e:  # not from the gate: nothing in it can be trusted
@@ -143,6 +160,7 @@ class Execution:
             intent["symbol"],
             intent["side"],
             intent["qty"],
+            received_ns=received_ns,
         )
         await self.submit(o, intent["order_type"], intent["time_in_force"])
 
@@ -186,21 +204,40 @@ class Execution:
             self.counts["rejected"] += 1
             self.audit.emit("rejected", **common, status="rejected", reason=str(e))
             self.events.send(pack({"event": "rejected", "client_order_id": coid, "reason": str(e)}))
-            self.log.warning("order_rejected", client_order_id=coid, reason=str(e))
+            self.log.warning(
+                "order_rejected",
+                correlation_id=o.correlation_id,
+                client_order_id=coid,
+                reason=str(e),
+            )
             return
         except TemporaryError as e:
             # Outcome unknown: keep the order tracked as submitted; the stream or the
             # reconciliation settles it. Never re-sent under a new id.
-            self.log.error("order_outcome_unknown", client_order_id=coid, error=str(e))
+            self.log.error(
+                "order_outcome_unknown",
+                correlation_id=o.correlation_id,
+                client_order_id=coid,
+                error=str(e),
+            )
             return
         self._on_order_ack(o, order, common)
+        if o.received_ns:
+            self.latency.observe_ns("intent_to_accepted", o.accepted_ns - o.received_ns)
 
     def _on_order_ack(self, o: TrackedOrder, order: dict[str, Any], common: dict[str, Any]) -> None:
+        o.accepted_ns = time.time_ns()
         o.broker_order_id = order["id"]
         self.by_broker_id[order["id"]] = o.client_order_id
         if o.status == "submitted":
             o.status = order.get("status", "accepted")
         self.counts["accepted"] += 1
+        self.log.info(
+            "accepted",
+            correlation_id=o.correlation_id,
+            client_order_id=o.client_order_id,
+            broker_order_id=o.broker_order_id,
+        )
         self.audit.emit("accepted", **common, broker_order_id=o.broker_order_id, status=o.status)
         self.events.send(
             pack(
@@ -241,6 +278,18 @@ class Execution:
             qty, price = Decimal(str(upd["qty"])), Decimal(str(upd["price"]))
             o.filled_qty += qty
             self.counts["fills"] += 1
+            if o.status == "filled":
+                self.counts["filled"] += 1
+                if o.accepted_ns:
+                    self.latency.observe_ns("accepted_to_filled", time.time_ns() - o.accepted_ns)
+            self.log.info(
+                event,
+                correlation_id=o.correlation_id,
+                client_order_id=coid,
+                execution_id=exec_id,
+                qty=str(qty),
+                price=str(price),
+            )
             self.audit.emit(
                 event,
                 **base,
@@ -361,10 +410,16 @@ class Execution:
             await asyncio.sleep(0.1)
 
     async def on_control(self, raw: bytes) -> None:
-        """Handle ``kill`` (halt + cancel all) and ``resume`` from the daemon."""
+        """Handle ``kill`` (refuse new orders + cancel all), ``halt`` (refuse new orders,
+        leave the open ones working) and ``resume`` from the daemon."""
         cmd = unpack(raw)
-        if cmd.get("cmd") == "kill":
-            self.halted = True
+        if cmd.get("cmd") == "halt":
+            if self.halted_by != "kill_switch":
+                self.halted_by = "halt"
+            self.log.warning("halted", by=cmd.get("by"), reason=cmd.get("reason"))
+            self.push_status()
+        elif cmd.get("cmd") == "kill":
+            self.halted_by = "kill_switch"
             remaining = await self.cancel_everything(f"kill: {cmd.get('reason', '')}")
             self.broker_open_orders = remaining  # before the ack: one snapshot carries both
             self.kill_ack = str(cmd.get("kill_id", ""))
@@ -374,7 +429,7 @@ class Execution:
             for upd in cmd["fills"]:
                 self.on_trade_update(upd)
         elif cmd.get("cmd") == "resume":
-            self.halted = False
+            self.halted_by = ""
             self.push_status()
 
     def push_status(self, **extra: Any) -> None:
@@ -385,9 +440,12 @@ class Execution:
                     "component": "execution",
                     "pid": os.getpid(),
                     "halted": self.halted,
+                    "halted_by": self.halted_by,
                     "kill_ack": self.kill_ack,
                     "broker_open_orders": self.broker_open_orders,
                     "stream_connected": self.stream_up.is_set(),
+                    "reconnects": self.stream_up.reconnects,
+                    "latency": self.latency.snapshot(),
                     **self.counts,
                     "open_orders": [
                         {

@@ -18,7 +18,7 @@ import numpy as np
 import zmq
 import zmq.asyncio
 
-from live.aio import wait_for_event
+from live.aio import CountingEvent, wait_for_event
 from live.alpaca import market_data
 from live.bus import pack, socket
 from live.context import ComponentContext
@@ -75,12 +75,13 @@ async def _run(ctx: ComponentContext) -> None:
     symbol = ctx.cfg.symbol
     topic = symbol.encode()
     counts = {"bars": 0, "malformed": 0, "last_bar_ts": 0, "last_recv_ns": 0}
+    up = CountingEvent()
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await asyncio.sleep(0.3)  # let the engine's SUB connect before the first bar (slow joiner)
 
     async def consume() -> None:
-        async for msg in market_data(b.data_stream_url, b.key_id, b.secret_key, [symbol]):
+        async for msg in market_data(b.data_stream_url, b.key_id, b.secret_key, [symbol], up):
             if msg.get("T") != "b" or msg.get("S") != symbol:
                 continue
             ts_recv = time.time_ns()
@@ -97,7 +98,16 @@ async def _run(ctx: ComponentContext) -> None:
 
     task = asyncio.create_task(consume())
     while not stop.is_set():
-        await status.send(pack({"component": "feed", **counts}))
+        await status.send(
+            pack(
+                {
+                    "component": "feed",
+                    **counts,
+                    "connected": up.is_set(),
+                    "reconnects": up.reconnects,
+                }
+            )
+        )
         await wait_for_event(stop, 0.25)
     task.cancel()
     log.info("stopped", **counts)

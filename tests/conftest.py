@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -48,17 +49,24 @@ def pg_server() -> Iterator[str]:
     pg.stop()
 
 
+@contextlib.contextmanager
+def fresh_database(server_dsn: str) -> Iterator[str]:
+    """Create an empty database on the server ``server_dsn``; yield its DSN; drop it."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_dsn, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+    info = psycopg.conninfo.conninfo_to_dict(server_dsn)
+    info["dbname"] = name
+    yield psycopg.conninfo.make_conninfo(**info)
+    with psycopg.connect(server_dsn, autocommit=True) as c:
+        c.execute(f'DROP DATABASE "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def database(pg_server: str) -> Iterator[str]:
     """DSN of a fresh, empty database on the test server (dropped afterwards)."""
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
-    info = psycopg.conninfo.conninfo_to_dict(pg_server)
-    info["dbname"] = name
-    yield psycopg.conninfo.make_conninfo(**info)
-    with psycopg.connect(pg_server, autocommit=True) as c:
-        c.execute(f'DROP DATABASE "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+    with fresh_database(pg_server) as dsn:
+        yield dsn
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from live.config import BrokerEndpoints, load_config
 from live.context import ComponentContext
 from live.db import migrate
 from live.sim import SimConfig, SimServer
+from tests.integration.daemon import Session, run_daemon
 
 KEY, SECRET = "PKTEST", "SKTEST"
 FAST = 6000.0  # 10 ms per replayed bar
@@ -106,7 +107,7 @@ def writer_context(dsn: str, var: Path, session_id: str = "s1") -> ComponentCont
     ipc = var / "ipc"
     ipc.mkdir(parents=True, exist_ok=True)
     return ComponentContext(
-        session_id, load_config(var_dir=var), Bus(ipc), broker, dsn, b"k" * 32, False
+        session_id, load_config(var_dir=var), Bus(ipc), broker, dsn, b"k" * 32
     )
 
 
@@ -126,3 +127,12 @@ def audit_writer(database: str, tmp_path: Path) -> Iterator[ComponentContext]:
     yield ctx
     p.terminate()
     p.join(20)
+
+
+@pytest.fixture(scope="package")
+def control_session(tmp_path_factory: pytest.TempPathFactory, pg_server: str) -> Iterator[Session]:
+    """One ``sim`` daemon shared by the control-API and browser-panel tests (a daemon
+    start and stop cost ~30 s). It replays the whole of January 2011 at 300x so it
+    outlives the tests in between; each module resumes it before use."""
+    with run_daemon(tmp_path_factory.mktemp("control"), pg_server, "2011-01-31", 300.0) as s:
+        yield s

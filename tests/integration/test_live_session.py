@@ -129,7 +129,13 @@ def _sim(s: Session) -> tuple[str, dict[str, str]]:
 
 def test_sim_session_trades_audits_kills_and_stops_cleanly(session: Session) -> None:
     s = session
-    s.wait(lambda: s.get("/ready")["ready"], 60, "/ready")
+    # /ready answers 503 until the first bar has arrived (data fresh), 200 after.
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    s.wait(
+        lambda: requests.get(s.url + "/ready", headers=auth, timeout=10).status_code == 200,
+        60,
+        "/ready",
+    )
     for method, path in (
         ("GET", "/health"),
         ("GET", "/ready"),

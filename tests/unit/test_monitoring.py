@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from live.config import LiveConfig
-from live.control import _StatusCollector
+from live.metrics import BUCKETS, HISTOGRAMS, LatencyRecorder, StatusCollector
 from trader import REPO_ROOT
 
 MON = REPO_ROOT / "monitoring"
@@ -25,10 +25,29 @@ METRIC_RE = re.compile(r"\btrader_[A-Za-z0-9_:]+")
 DURATION_RE = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
 SEVERITIES = {"critical", "warning", "info"}
 
+NOW_NS = 1_700_000_000_000_000_000
+# Latencies recorded by the real recorders, in ns: engine and execution.
+ENGINE_LATENCY = LatencyRecorder("tick_to_intent", "risk_gate", "model_inference")
+for _ns in (180_000, 300_000, 450_000, 3_000_000):
+    ENGINE_LATENCY.observe_ns("tick_to_intent", _ns)
+    ENGINE_LATENCY.observe_ns("risk_gate", _ns // 100)
+    ENGINE_LATENCY.observe_ns("model_inference", _ns // 50)
+EXEC_LATENCY = LatencyRecorder("intent_to_accepted", "accepted_to_filled")
+EXEC_LATENCY.observe_ns("intent_to_accepted", 12_000_000)
+EXEC_LATENCY.observe_ns("accepted_to_filled", 700_000_000)
+
 # A status dict shaped like the components' snapshots (live/engine.py push_status,
 # live/execution.py, live/feed.py, live/audit.py), with every counter non-zero.
 STATUS: dict[str, dict[str, Any]] = {
-    "feed": {"component": "feed", "bars": 120, "malformed": 1, "last_bar_ts": 0},
+    "feed": {
+        "component": "feed",
+        "bars": 120,
+        "malformed": 1,
+        "last_bar_ts": 0,
+        "last_recv_ns": NOW_NS - 2_500_000_000,
+        "connected": True,
+        "reconnects": 2,
+    },
     "engine": {
         "component": "engine",
         "halted": True,
@@ -48,8 +67,9 @@ STATUS: dict[str, dict[str, Any]] = {
         "realized_pnl": "12.50",
         "unrealized_pnl": "47.00",
         "day_pnl": "-59.50",
-        "tick_to_intent_us_p50": 296.5,
-        "tick_to_intent_us_p99": 526.9,
+        "pending": {"ema_rsi-1": "10"},
+        "denied_by_control": {"kill_switch": 2, "max_position_qty": 1},
+        "latency": ENGINE_LATENCY.snapshot(),
     },
     "execution": {
         "component": "execution",
@@ -57,9 +77,13 @@ STATUS: dict[str, dict[str, Any]] = {
         "submitted": 7,
         "accepted": 6,
         "fills": 6,
+        "filled": 5,
         "rejected": 1,
         "refused": 2,
-        "open_orders": [],
+        "reconnects": 1,
+        "stream_connected": True,
+        "open_orders": [{"client_order_id": "ema_rsi-1"}],
+        "latency": EXEC_LATENCY.snapshot(),
     },
     "audit": {"component": "audit", "written": 40, "spooled": 5, "spool_pending": False},
 }
@@ -69,7 +93,8 @@ STATUS: dict[str, dict[str, Any]] = {
 def exposition() -> dict[str, float]:
     """Sample name -> value, as scraped from ``/metrics`` of a halted daemon."""
     registry = CollectorRegistry()
-    registry.register(_StatusCollector(SimpleNamespace(status=STATUS, halted=True)))  # type: ignore[arg-type]
+    daemon = SimpleNamespace(status=STATUS, halted=True, kill_engaged=True, wall_ns=lambda: NOW_NS)
+    registry.register(StatusCollector(daemon))  # type: ignore[arg-type]
     text = generate_latest(registry).decode()
     return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
 
@@ -131,7 +156,49 @@ def test_exposition_is_realistic(exposition: dict[str, float]) -> None:
     assert exposition["trader_day_pnl_usd"] == -59.5
     assert exposition["trader_bars_total"] == 120.0
     assert exposition["trader_audit_events_spooled_total"] == 5.0
-    assert exposition["trader_tick_to_intent_p99_us"] == 526.9
+    assert exposition["trader_exposure_usd"] == 100 * 127.51
+    assert exposition["trader_feed_lag_seconds"] == 2.5
+    assert exposition["trader_feed_reconnects_total"] == 2.0
+    assert exposition["trader_orders_filled_total"] == 5.0
+
+
+def test_histograms_carry_the_recorded_latencies(exposition: dict[str, float]) -> None:
+    """Bucket counts and sums survive the trip process -> status snapshot -> /metrics."""
+    for key, (name, _) in HISTOGRAMS.items():
+        assert f"{name}_count" in exposition, key
+    assert exposition["trader_tick_to_intent_seconds_count"] == 4
+    assert exposition["trader_tick_to_intent_seconds_sum"] == pytest.approx(3.93e-3)
+    assert exposition["trader_accepted_to_filled_seconds_sum"] == pytest.approx(0.7)
+
+
+def test_histogram_buckets_are_cumulative_per_le() -> None:
+    registry = CollectorRegistry()
+    daemon = SimpleNamespace(status=STATUS, halted=False, kill_engaged=False, wall_ns=lambda: 0)
+    registry.register(StatusCollector(daemon))  # type: ignore[arg-type]
+    text = generate_latest(registry).decode()
+    (fam,) = [
+        f for f in text_string_to_metric_families(text) if f.name == "trader_tick_to_intent_seconds"
+    ]
+    buckets = {float(s.labels["le"]): s.value for s in fam.samples if s.name.endswith("_bucket")}
+    assert sorted(buckets) == [*BUCKETS, float("inf")]
+    # 180 us, 300 us, 450 us and 3 ms: cumulative counts at the bounds around them
+    assert buckets[100e-6] == 0
+    assert buckets[250e-6] == 1
+    assert buckets[500e-6] == 3
+    assert buckets[2.5e-3] == 3
+    assert buckets[5e-3] == buckets[float("inf")] == 4
+
+
+def test_risk_denials_are_labelled_by_control() -> None:
+    registry = CollectorRegistry()
+    daemon = SimpleNamespace(status=STATUS, halted=True, kill_engaged=True, wall_ns=lambda: 0)
+    registry.register(StatusCollector(daemon))  # type: ignore[arg-type]
+    text = generate_latest(registry).decode()
+    (fam,) = [f for f in text_string_to_metric_families(text) if f.name == "trader_risk_denials"]
+    assert {s.labels["control"]: s.value for s in fam.samples if s.name.endswith("_total")} == {
+        "kill_switch": 2.0,
+        "max_position_qty": 1.0,
+    }
 
 
 def test_metric_name_extraction() -> None:
@@ -181,11 +248,12 @@ def test_alert_coverage(rules: list[dict[str, Any]]) -> None:
         "trader_bars_total",
         "trader_orders_rejected_total",
         "trader_orders_submitted_total",
-        "trader_tick_to_intent_p99_us",
+        "trader_tick_to_intent_seconds_bucket",
         "trader_day_pnl_usd",
         "trader_kill_switch == 1",
         "trader_audit_events_spooled_total",
         "trader_risk_denials_total",
+        "trader_feed_connected == 0",
     ):
         assert needle in exprs, f"no alert rule uses {needle!r}"
 
@@ -282,8 +350,14 @@ def test_dashboard_coverage(dashboard: dict[str, Any]) -> None:
         "trader_orders_rejected_total",
         "trader_fills_total",
         "trader_risk_denials_total",
-        "trader_tick_to_intent_p50_us",
-        "trader_tick_to_intent_p99_us",
+        "trader_tick_to_intent_seconds_bucket",
+        "trader_risk_gate_seconds_bucket",
+        "trader_model_inference_seconds_bucket",
+        "trader_intent_to_accepted_seconds_bucket",
+        "trader_accepted_to_filled_seconds_bucket",
+        "trader_exposure_usd",
+        "trader_feed_lag_seconds",
+        "trader_queue_depth",
         "trader_kill_switch",
         "trader_audit_events_written_total",
         "trader_audit_events_spooled_total",
