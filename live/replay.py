@@ -87,7 +87,7 @@ def replay_engine(
             secret_key="",
         )
         key = os.urandom(32)
-        ctx = ComponentContext("replay", cfg, bus, broker, "", key, False)
+        ctx = ComponentContext("replay", cfg, bus, broker, "", key)
         zctx: zmq.Context[Any] = zmq.Context()
         try:
             intents = socket(zctx, zmq.PULL, bus.addr("intents"), bind=True)
