@@ -106,9 +106,7 @@ def writer_context(dsn: str, var: Path, session_id: str = "s1") -> ComponentCont
     )
     ipc = var / "ipc"
     ipc.mkdir(parents=True, exist_ok=True)
-    return ComponentContext(
-        session_id, load_config(var_dir=var), Bus(ipc), broker, dsn, b"k" * 32
-    )
+    return ComponentContext(session_id, load_config(var_dir=var), Bus(ipc), broker, dsn, b"k" * 32)
 
 
 def start_writer(ctx: ComponentContext) -> Any:
