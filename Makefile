@@ -6,6 +6,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 VAR := $(CURDIR)/.var
 STAMP := .venv/.installed
+BENCH_STAMP := .venv/.bench-installed
 
 # Keep every tool's state inside the project, never in $HOME.
 export NUMBA_CACHE_DIR := $(VAR)/numba
@@ -33,6 +34,11 @@ $(STAMP): requirements.lock pyproject.toml
 	.venv/bin/pip install -q --upgrade pip
 	.venv/bin/pip install -q -r requirements.lock
 	.venv/bin/pip install -q --no-deps -e .
+	@touch $@
+
+# vectorbt and backtrader (the `bench` extra) only for `make bench`, held to the lock's pins.
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	.venv/bin/pip install -q -c requirements.lock -e '.[bench]'
 	@touch $@
 
 .var/.postgres:
@@ -73,7 +79,7 @@ research: $(STAMP) ## run the notebooks through papermill into runs/<timestamp>/
 lab: $(STAMP) ## start JupyterLab on the notebooks
 	.venv/bin/jupyter lab --notebook-dir=notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
-bench: $(STAMP) ## every benchmark in bench/ in one run (BENCH=name runs bench/name.py only)
+bench: $(STAMP) $(BENCH_STAMP) ## every benchmark in bench/ in one run (BENCH=name: bench/name.py only); installs the bench extra
 	@set -e; for f in $(if $(BENCH),bench/$(BENCH).py,bench/*.py); do echo "== $$f"; $(PY) $$f; done
 
 kill: $(STAMP) ## halt the running daemon and cancel its open orders

@@ -42,6 +42,20 @@ def test_backtest_notebook_when_run_then_metrics_and_plot(tmp_path: Path) -> Non
     assert out.with_suffix(".html").stat().st_size > 10_000
 
 
+def test_sweep_notebook_when_run_then_ranked_grid_heatmap_and_out_of_sample(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "sweep.ipynb"
+    run_notebook(NOTEBOOKS / "sweep.ipynb", out,
+                 {"in_sample": ["2011-01-03", "2011-01-05"],
+                  "out_of_sample": ["2011-01-06", "2011-01-07"],
+                  "fast": [3, 5], "slow": [5, 20, 30], "rsi_overbought": [70.0]})
+    text = _outputs(out)
+    assert "5 parameter sets on 1170 in-sample bars (1 invalid" in text  # 3 days x 390
+    assert "image/png" in text  # heatmap and out-of-sample equity
+    assert "out_of_sample" in text and "best set" in text
+
+
 def test_promote_notebook_when_gates_pass_then_verified_artefact(tmp_path: Path) -> None:
     run_notebook(NOTEBOOKS / "promote.ipynb", tmp_path / "promote.ipynb",
                  {"models_dir": str(tmp_path / "models"), "version": "9",

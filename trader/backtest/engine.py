@@ -32,7 +32,9 @@ _FIRST_CAPACITY = 0.125
 
 
 def infer_bar_ns(index: pd.Index) -> int:
-    """The bar length of a bar index, ns: the most frequent gap between bar starts.
+    """The bar length of a bar index, ns: the median gap between the first 100,001 bar
+    starts (the bar length itself when most bars follow one another, as within
+    sessions; from a prefix, so later data never changes it).
 
     Raises
     ------
@@ -42,14 +44,30 @@ def infer_bar_ns(index: pd.Index) -> int:
     ts = pd.DatetimeIndex(index).as_unit("ns").asi8
     if len(ts) < 2:
         raise ValueError("cannot infer the bar length from fewer than 2 bars; set bar_ns")
-    gaps, counts = np.unique(np.diff(ts), return_counts=True)
-    return int(gaps[np.argmax(counts)])
+    return int(np.median(np.diff(ts[:100_001])))
+
+
+_HOUR_NS = 3_600_000_000_000
+_DAY_NS = 86_400_000_000_000
 
 
 def session_days(index: pd.Index) -> np.ndarray:
-    """New York calendar day of each timestamp, as int64 days since 1970-01-01."""
-    local = pd.DatetimeIndex(index).tz_convert(NEW_YORK).tz_localize(None).normalize()
-    return (local.as_unit("ns").asi8 // 86_400_000_000_000).astype(np.int64)
+    """New York calendar day of each timestamp, as int64 days since 1970-01-01.
+
+    The UTC offset is looked up once per distinct UTC hour (New York's offset changes
+    only on the hour), so 10M minute bars cost one pass, not a tz conversion each.
+    """
+    ts = pd.DatetimeIndex(index).as_unit("ns").asi8
+    h = ts // _HOUR_NS
+    if len(h) > 1 and (h[1:] >= h[:-1]).all():  # sorted: runs of equal hours, one pass
+        first = np.r_[0, np.flatnonzero(h[1:] != h[:-1]) + 1]
+        hours = h[first]
+        inverse = np.repeat(np.arange(len(first)), np.diff(np.r_[first, len(h)]))
+    else:
+        hours, inverse = np.unique(h, return_inverse=True)
+    starts = pd.DatetimeIndex(pd.to_datetime(hours * _HOUR_NS, utc=True))
+    offset = starts.tz_convert(NEW_YORK).tz_localize(None).asi8 - starts.tz_localize(None).asi8
+    return ((ts + offset[inverse]) // _DAY_NS).astype(np.int64)
 
 
 def resolve_config(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import NamedTuple
 
 import numpy as np
@@ -43,12 +44,22 @@ def orders_frame(orders: np.ndarray, symbols: list[str] | None = None) -> pd.Dat
         df[col] = pd.to_datetime(df[col], utc=True)
     done = df["ts_done"].to_numpy()
     df["ts_done"] = pd.to_datetime(np.where(done < 0, np.iinfo(np.int64).min, done), utc=True)
-    df["type"] = [OrderType(v).name.lower() for v in df["type"]]
-    df["time_in_force"] = [TimeInForce(v).name.lower() for v in df.pop("tif")]
-    df["status"] = [OrderStatus(v).name.lower() for v in df["status"]]
+    df["type"] = _names(df["type"], OrderType)
+    df["time_in_force"] = _names(df.pop("tif"), TimeInForce)
+    df["status"] = _names(df["status"], OrderStatus)
     if symbols is not None:
-        df["symbol"] = [symbols[v] for v in df["symbol"]]
+        df["symbol"] = _categorical(df["symbol"], symbols)
     return df
+
+
+def _categorical(codes: pd.Series, names: list[str]) -> np.ndarray:
+    """Integer codes as an object array of ``names`` (one fancy-indexing pass)."""
+    return np.asarray(names, dtype=object)[codes.to_numpy(np.int64)]
+
+
+def _names(codes: pd.Series, enum: type[IntEnum]) -> np.ndarray:
+    """Enum codes as the members' lower-case names."""
+    return _categorical(codes, [m.name.lower() for m in sorted(enum, key=int)])
 
 
 def fills_frame(fills: np.ndarray, symbols: list[str] | None = None) -> pd.DataFrame:
@@ -63,7 +74,7 @@ def fills_frame(fills: np.ndarray, symbols: list[str] | None = None) -> pd.DataF
     df.index = _ts(df.pop("ts_event").to_numpy())
     sym = df.pop("symbol")
     if symbols is not None:
-        df["symbol"] = [symbols[v] for v in sym]
+        df["symbol"] = _categorical(sym, symbols)
     return df[
         ["bar", "qty", "price", "commission", "slippage", "order_id"]
         + (["symbol"] if symbols is not None else [])
