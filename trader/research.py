@@ -22,8 +22,11 @@ from nbconvert import HTMLExporter
 from trader import REPO_ROOT
 
 
-def run_notebook(src: Path, out: Path, parameters: dict[str, Any]) -> None:
-    """Execute ``src`` with ``parameters`` into ``out`` (and ``out`` with ``.html``).
+def run_notebook(
+    src: Path, out: Path, parameters: dict[str, Any], *, progress: bool = False
+) -> None:
+    """Execute ``src`` with ``parameters`` into ``out`` (and ``out`` with ``.html``);
+    ``progress`` shows papermill's per-cell progress bar (tqdm).
 
     Raises
     ------
@@ -36,7 +39,7 @@ def run_notebook(src: Path, out: Path, parameters: dict[str, Any]) -> None:
         str(out),
         parameters=parameters,
         cwd=str(REPO_ROOT),
-        progress_bar=False,
+        progress_bar=progress,
         kernel_name="python3",
     )
     html, _ = HTMLExporter().from_notebook_node(nbformat.read(out, as_version=4))
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         out = run_dir / item.get("output", src.name)
         print(f"running {item['path']} -> {out}", flush=True)
         try:
-            run_notebook(src, out, params)
+            run_notebook(src, out, params, progress=sys.stderr.isatty())
         except pm.PapermillExecutionError as e:
             print(
                 f"FAILED {item['path']} cell {e.cell_index}: {e.ename}: {e.evalue}\n"
