@@ -82,9 +82,11 @@ class ModelSignal:
     def __init__(self, model: Path | bytes) -> None:
         self.onnx = OnnxSignal(model)
         self.state = feature_state_nb()
-        self.row = np.zeros(N_FEATURES)
+        # The kernel writes the features straight into the bound float32 input row (its
+        # float64 values rounded to nearest, as research's ``astype(np.float32)``).
+        self.row = self.onnx.x[0]
         # compile (or load from the numba cache) before the first bar
-        features_update_nb(feature_state_nb(), 0, 1.0, 1.0, 1.0, 1.0, np.zeros(N_FEATURES))
+        features_update_nb(feature_state_nb(), 0, 1.0, 1.0, 1.0, 1.0, self.row)
         self.onnx.run()
 
     def update(self, ts_event: int, high: float, low: float, close: float, volume: float) -> float:
@@ -106,5 +108,4 @@ class ModelSignal:
         """
         if not features_update_nb(self.state, ts_event, high, low, close, volume, self.row):
             return float("nan")
-        self.onnx.x[0, :] = self.row
         return self.onnx.run()
