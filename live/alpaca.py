@@ -1,9 +1,13 @@
-"""Alpaca v2 client: REST (aiohttp) with idempotent order submission, and the
-``trade_updates`` and market-data websocket streams with reconnection.
+"""Alpaca v2 client: REST (aiohttp) with idempotent order submission and client-side
+rate limiting, and the ``trade_updates`` and market-data websocket streams with
+reconnection and a stale-feed watchdog.
 
 Shapes, errors and stream protocols follow Alpaca's API reference as summarised in
-``shared/reference/alpaca.md`` (REST ``/v2/orders``, ``/v2/positions``, ``/v2/account``;
-``/stream`` ``authenticate``/``listen``; market data v2 ``auth``/``subscribe``).
+``shared/reference/alpaca.md`` (REST ``/v2/orders``, ``/v2/positions``, ``/v2/account``,
+``/v2/clock``, ``/v2/stocks/bars``; ``/stream`` ``authenticate``/``listen``; market data v2
+``auth``/``subscribe``). Requests pass :class:`live.ratelimit.RateLimiter` (orders before
+queries); idempotent reads are retried with jittered exponential backoff (tenacity); a
+POST never is (see :meth:`AlpacaREST.submit_order_idempotent`).
 """
 
 from __future__ import annotations
@@ -12,13 +16,34 @@ import asyncio
 import json
 import random
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
+from live.ratelimit import Priority, RateLimiter
 from trader.exceptions import OrderRejected, TemporaryError
 
 DUPLICATE_CLIENT_ORDER_ID = "client_order_id must be unique"
+DATA_URL = "https://data.alpaca.markets"
+#: Attempts of an idempotent read (GET) before its TemporaryError is raised.
+READ_ATTEMPTS = 5
+#: Alpaca's largest page of ``GET /v2/orders``.
+MAX_ORDERS_PAGE = 500
+
+
+class RateLimited(TemporaryError):
+    """HTTP 429: the request was not processed; retry after the reset."""
+
+
+class FeedStale(TemporaryError):
+    """No market data for longer than the watchdog allows while the market is open."""
 
 
 def backoff_delay(attempt: int, base: float = 0.25, cap: float = 30.0) -> float:
@@ -38,13 +63,30 @@ class AlpacaREST:
         Sent as ``APCA-API-KEY-ID`` / ``APCA-API-SECRET-KEY``; never logged.
     timeout_s : float
         Per-request timeout, seconds.
+    limiter : RateLimiter, optional
+        Shared by every request of this client (default: 180/min, burst 20).
+    data_url : str, optional
+        Market-data REST base for :meth:`bars` (default: ``base_url`` when it is not
+        Alpaca's, i.e. the simulator, else ``https://data.alpaca.markets``).
     """
 
-    def __init__(self, base_url: str, key_id: str, secret_key: str, timeout_s: float = 10.0):
+    def __init__(
+        self,
+        base_url: str,
+        key_id: str,
+        secret_key: str,
+        timeout_s: float = 10.0,
+        *,
+        limiter: RateLimiter | None = None,
+        data_url: str | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
+        alpaca = self.base_url.endswith(".alpaca.markets")
+        self.data_url = (data_url or (DATA_URL if alpaca else self.base_url)).rstrip("/")
         self._headers = {"APCA-API-KEY-ID": key_id, "APCA-API-SECRET-KEY": secret_key}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
+        self.limiter = limiter or RateLimiter()
 
     async def __aenter__(self) -> AlpacaREST:
         self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
@@ -61,25 +103,34 @@ class AlpacaREST:
         *,
         params: dict[str, str] | None = None,
         body: dict[str, Any] | None = None,
+        base: str | None = None,
     ) -> Any:
-        """Send one request; return the decoded JSON (None for an empty body).
+        """Send one request (after the rate limiter); return the decoded JSON (None for
+        an empty body). Order submission, replacement and cancellation go first.
 
         Raises
         ------
+        RateLimited
+            429 (the limiter then pauses every request until the reset).
         TemporaryError
-            Timeout, connection failure, 429 or 5xx: the outcome is unknown or retryable.
+            Timeout, connection failure or 5xx: the outcome is unknown or retryable.
         OrderRejected
             Any other non-2xx; ``status`` and Alpaca's ``code`` are attached.
         """
         assert self._session is not None, "use 'async with AlpacaREST(...)'"
-        url = f"{self.base_url}/v2{path}"
+        url = f"{base or self.base_url}/v2{path}"
+        ordering = method != "GET" and path.startswith("/orders")
+        await self.limiter.acquire(Priority.ORDER if ordering else Priority.QUERY)
         try:
             async with self._session.request(method, url, params=params, json=body) as r:
                 text = await r.text()
                 status = r.status
+                self.limiter.observe(status, r.headers)
         except (TimeoutError, aiohttp.ClientError) as e:
             raise TemporaryError(f"{method} {path}: {type(e).__name__}: {e}") from e
-        if status == 429 or status >= 500:
+        if status == 429:
+            raise RateLimited(f"{method} {path}: HTTP 429: {text[:200]}")
+        if status >= 500:
             raise TemporaryError(f"{method} {path}: HTTP {status}: {text[:200]}")
         if status >= 400:
             try:
@@ -91,6 +142,21 @@ class AlpacaREST:
                 f"{method} {path}: HTTP {status}: {message}", status=status, code=code
             )
         return json.loads(text) if text else None
+
+    async def get(
+        self, path: str, params: dict[str, str] | None = None, *, base: str | None = None
+    ) -> Any:
+        """An idempotent GET, retried on :class:`TemporaryError` (429, 5xx, timeouts) up
+        to :data:`READ_ATTEMPTS` times with full-jitter exponential backoff."""
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(TemporaryError),
+            wait=wait_random_exponential(multiplier=0.1, max=5.0),
+            stop=stop_after_attempt(READ_ATTEMPTS),
+            reraise=True,
+        ):
+            with attempt:
+                return await self.request("GET", path, params=params, base=base)
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     async def submit_order(self, order: dict[str, Any]) -> dict[str, Any]:
         """``POST /v2/orders`` once; see :meth:`submit_order_idempotent` for the safe form."""
@@ -148,25 +214,72 @@ class AlpacaREST:
                 return found
         raise TemporaryError(f"order {coid}: broker unreachable after {max_attempts} tries: {last}")
 
-    async def list_orders(self, status: str = "open", limit: int = 500) -> list[dict[str, Any]]:
-        """``GET /v2/orders?status=...`` (open|closed|all), newest first."""
-        result: list[dict[str, Any]] = await self.request(
-            "GET", "/orders", params={"status": status, "limit": str(limit)}
+    async def get_order(self, order_id: str, *, nested: bool = True) -> dict[str, Any]:
+        """``GET /v2/orders/{order_id}`` (legs nested)."""
+        result: dict[str, Any] = await self.get(
+            f"/orders/{order_id}", {"nested": "true" if nested else "false"}
         )
         return result
+
+    async def list_orders(
+        self,
+        status: str = "open",
+        limit: int = MAX_ORDERS_PAGE,
+        *,
+        after: str | None = None,
+        until: str | None = None,
+        direction: str = "desc",
+        symbols: list[str] | None = None,
+        side: str | None = None,
+        nested: bool = False,
+    ) -> list[dict[str, Any]]:
+        """``GET /v2/orders`` with Alpaca's filters: ``status`` open|closed|all, at most
+        ``limit`` (<= 500) orders submitted strictly between ``after`` and ``until``
+        (RFC 3339), ``direction`` asc|desc by submission time."""
+        params = {"status": status, "limit": str(limit), "direction": direction}
+        params |= {"nested": "true" if nested else "false"}
+        for name, value in (("after", after), ("until", until), ("side", side)):
+            if value is not None:
+                params[name] = value
+        if symbols:
+            params["symbols"] = ",".join(symbols)
+        result: list[dict[str, Any]] = await self.get("/orders", params)
+        return result
+
+    async def all_orders(self, status: str = "all", *, after: str | None = None) -> list[dict]:
+        """Every order (oldest first) submitted after ``after``, read page by page.
+
+        Alpaca pages by submission time: each next page starts 1 µs before the last
+        order's ``submitted_at`` (``after`` is exclusive, and orders may share a
+        microsecond) and orders already seen are skipped.
+
+        Raises
+        ------
+        TemporaryError
+            A full page brought no new order (more than 500 orders in one microsecond).
+        """
+        seen: dict[str, dict[str, Any]] = {}
+        while True:
+            page = await self.list_orders(
+                status, MAX_ORDERS_PAGE, after=after, direction="asc", nested=False
+            )
+            fresh = [o for o in page if o["id"] not in seen]
+            seen.update((o["id"], o) for o in fresh)
+            if len(page) < MAX_ORDERS_PAGE:
+                return list(seen.values())
+            if not fresh:
+                raise TemporaryError(f"order paging stuck after {after}")
+            last = datetime.fromisoformat(page[-1]["submitted_at"].replace("Z", "+00:00"))
+            after = (last - timedelta(microseconds=1)).isoformat()
+
+    async def cancel_order(self, order_id: str) -> None:
+        """``DELETE /v2/orders/{order_id}`` (204). 422 ``order is not cancelable`` is
+        raised as :class:`OrderRejected` (it filled or was canceled already)."""
+        await self.request("DELETE", f"/orders/{order_id}")
 
     async def cancel_all_orders(self) -> list[dict[str, Any]]:
         """``DELETE /v2/orders``: request cancellation of every open order (207 body)."""
         result: list[dict[str, Any]] = await self.request("DELETE", "/orders") or []
-        return result
-
-    async def cancel_order(self, order_id: str) -> None:
-        """``DELETE /v2/orders/{order_id}`` (204; 422 if it is no longer cancelable)."""
-        await self.request("DELETE", f"/orders/{order_id}")
-
-    async def get_order(self, order_id: str) -> dict[str, Any]:
-        """``GET /v2/orders/{order_id}``."""
-        result: dict[str, Any] = await self.request("GET", f"/orders/{order_id}")
         return result
 
     async def fill_activities(self, after: str | None = None) -> list[dict[str, Any]]:
@@ -177,30 +290,109 @@ class AlpacaREST:
         if after:
             params["after"] = after
         while True:
-            page: list[dict[str, Any]] = await self.request(
-                "GET", "/account/activities/FILL", params=params
-            )
+            page: list[dict[str, Any]] = await self.get("/account/activities/FILL", params)
             out.extend(page)
             if len(page) < 100:
                 return out
             params["page_token"] = str(page[-1]["id"])
 
+    async def replace_order(self, order_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """``PATCH /v2/orders/{order_id}`` with ``qty``/``limit_price``/``stop_price``/
+        ``trail``/``time_in_force``/``client_order_id``; returns the new order."""
+        result: dict[str, Any] = await self.request("PATCH", f"/orders/{order_id}", body=changes)
+        return result
+
     async def positions(self) -> list[dict[str, Any]]:
         """``GET /v2/positions``."""
-        result: list[dict[str, Any]] = await self.request("GET", "/positions")
+        result: list[dict[str, Any]] = await self.get("/positions")
+        return result
+
+    async def close_position(
+        self, symbol: str, *, qty: str | None = None, percentage: str | None = None
+    ) -> dict[str, Any]:
+        """``DELETE /v2/positions/{symbol}`` (all of it, ``qty`` shares or ``percentage``
+        percent): the liquidating order. Never retried (it submits an order)."""
+        params = {k: v for k, v in (("qty", qty), ("percentage", percentage)) if v is not None}
+        result: dict[str, Any] = await self.request(
+            "DELETE", f"/positions/{symbol}", params=params or None
+        )
+        return result
+
+    async def close_all_positions(self, *, cancel_orders: bool = False) -> list[dict[str, Any]]:
+        """``DELETE /v2/positions[?cancel_orders=true]`` (207 body, one entry a symbol)."""
+        params = {"cancel_orders": "true"} if cancel_orders else None
+        result: list[dict[str, Any]] = await self.request("DELETE", "/positions", params=params)
         return result
 
     async def account(self) -> dict[str, Any]:
         """``GET /v2/account``."""
-        result: dict[str, Any] = await self.request("GET", "/account")
+        result: dict[str, Any] = await self.get("/account")
         return result
 
+    async def clock(self) -> dict[str, Any]:
+        """``GET /v2/clock``: ``timestamp``, ``is_open``, ``next_open``, ``next_close``."""
+        result: dict[str, Any] = await self.get("/clock")
+        return result
 
-async def _decode_frames(ws: aiohttp.ClientWebSocketResponse) -> AsyncIterator[Any]:
-    async for m in ws:
+    async def bars(
+        self,
+        symbols: list[str],
+        timeframe: str,
+        start: str,
+        end: str | None = None,
+        *,
+        feed: str = "iex",
+        limit: int | None = None,
+    ) -> dict[str, list[dict[str, Any]]]:
+        """``GET /v2/stocks/bars`` following ``next_page_token`` to the end (or until
+        ``limit`` bars); returns the bars of each symbol, oldest first."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        token: str | None = None
+        got = 0
+        while True:
+            params = {"symbols": ",".join(symbols), "timeframe": timeframe, "start": start}
+            params |= {"feed": feed, "limit": str(min(10_000, (limit or 10_000 + got) - got))}
+            if end is not None:
+                params["end"] = end
+            if token is not None:
+                params["page_token"] = token
+            page = await self.get("/stocks/bars", params, base=self.data_url)
+            for symbol, rows in (page.get("bars") or {}).items():
+                out.setdefault(symbol, []).extend(rows)
+                got += len(rows)
+            token = page.get("next_page_token")
+            if token is None or (limit is not None and got >= limit):
+                return out
+
+
+async def _decode_frames(
+    ws: aiohttp.ClientWebSocketResponse,
+    idle_s: float | None = None,
+    market_open: Callable[[], bool] | None = None,
+) -> AsyncIterator[Any]:
+    """Decode JSON text or binary frames until the connection closes.
+
+    Raises
+    ------
+    FeedStale
+        No frame for ``idle_s`` seconds while ``market_open()`` says the market is open
+        (outside market hours the wait simply goes on).
+    """
+    while True:
+        try:
+            m = await ws.receive(timeout=idle_s)
+        except TimeoutError:
+            if market_open is None or market_open():
+                raise FeedStale(f"no market data for {idle_s:g} s during market hours") from None
+            continue
         if m.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
             yield json.loads(m.data)
-        elif m.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+        elif m.type in (
+            aiohttp.WSMsgType.CLOSE,
+            aiohttp.WSMsgType.CLOSING,
+            aiohttp.WSMsgType.CLOSED,
+            aiohttp.WSMsgType.ERROR,
+        ):
             break
 
 
@@ -258,22 +450,29 @@ async def market_data(
     secret_key: str,
     bars: list[str],
     connected: asyncio.Event | None = None,
+    *,
+    stale_after_s: float | None = None,
+    market_open: Callable[[], bool] | None = None,
+    on_reconnect: Callable[[str], None] | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
     """Yield every data message (``T`` in b/q/t/...) of the market-data v2 stream (JSON),
     after ``auth`` and ``subscribe`` to ``bars``; reconnect forever with backoff.
 
     Control messages are consumed; an ``error`` message ends the connection and
     triggers a reconnect. ``connected`` is set while a subscribed connection is up and
-    cleared when it drops.
+    cleared when it drops. The stale-feed watchdog: with ``stale_after_s`` set, a
+    connection that delivers nothing for that long while ``market_open()`` is true is
+    dropped and reopened. ``on_reconnect(reason)`` is called before every reconnect.
     """
     attempt = 0
     async with aiohttp.ClientSession() as session:
         while True:
+            reason = "closed by the server"
             try:
                 async with session.ws_connect(url, heartbeat=10.0) as ws:
                     await ws.send_json({"action": "auth", "key": key_id, "secret": secret_key})
                     await ws.send_json({"action": "subscribe", "bars": bars})
-                    async for batch in _decode_frames(ws):
+                    async for batch in _decode_frames(ws, stale_after_s, market_open):
                         for msg in batch if isinstance(batch, list) else [batch]:
                             kind = msg.get("T")
                             if kind == "error":
@@ -284,9 +483,11 @@ async def market_data(
                                     connected.set()
                             elif kind not in ("success",):
                                 yield msg
-            except (aiohttp.ClientError, TemporaryError, ValueError):
-                pass
+            except (aiohttp.ClientError, TemporaryError, ValueError) as e:
+                reason = f"{type(e).__name__}: {e}"
             if connected is not None:
                 connected.clear()
+            if on_reconnect is not None:
+                on_reconnect(reason)
             await asyncio.sleep(backoff_delay(attempt))
             attempt += 1

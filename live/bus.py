@@ -3,7 +3,9 @@
 =============  =========  ===============================================================
 endpoint       pattern    carries
 =============  =========  ===============================================================
-``md``         PUB/SUB    feed -> engine: one bar, raw :data:`~trader.data.BAR_DTYPE` bytes
+``md``         PUB/SUB    feed -> engine: one bar, raw :data:`~trader.data.BAR_DTYPE` bytes,
+                          under the symbol; feed -> execution: the feed's state (msgpack
+                          ``{"stale", "data_age_s"}``) under :data:`FEED_STATE_TOPIC`
 ``intents``    PUSH/PULL  engine -> execution: risk-approved intents, ``[body, MAC]``
 ``exec``       PUB/SUB    execution -> engine: order acknowledgements, fills, cancels
 ``audit``      PUSH/PULL  engine, execution, daemon -> audit writer: order events
@@ -28,6 +30,9 @@ from typing import Any, TypeVar
 
 import msgpack
 import zmq
+
+#: ``md`` topic of the feed's state messages (no symbol starts with a NUL byte).
+FEED_STATE_TOPIC = b"\x00feed"
 
 _S = TypeVar("_S", bound=zmq.Socket)
 

@@ -4,8 +4,12 @@ It accepts an order intent only if it carries a valid risk-gate signature
 (:func:`live.bus.decode_intent`), re-checks the kill switch and the hard per-order caps
 just before the wire, submits with a deterministic ``client_order_id`` (never twice: see
 :meth:`live.alpaca.AlpacaREST.submit_order_idempotent`), turns ``trade_updates`` into
-events for the engine and the audit trail (fills keyed by ``execution_id``), and on a
-kill request or at shutdown cancels every open order.
+events for the engine and the audit trail (each fill once: :class:`live.fills.FillBook`,
+keyed by ``execution_id`` and by the part of the order it covers, so fills backfilled
+over REST after a stream reconnect never count twice), refuses new orders while the
+feed's watchdog reports stale market data or when Alpaca would reject them for the
+time of day (:func:`live.market_hours.submission_problem`), and on a kill request or at
+shutdown cancels every open order.
 """
 
 from __future__ import annotations
@@ -24,15 +28,19 @@ import zmq.asyncio
 from live.aio import CountingEvent, wait_for_event
 from live.alpaca import AlpacaREST, trade_updates
 from live.audit import AuditEmitter
-from live.bus import decode_intent, pack, shares, socket, unpack
+from live.bus import FEED_STATE_TOPIC, decode_intent, pack, shares, socket, unpack
 from live.context import ComponentContext
+from live.fills import FillBook
 from live.logs import setup_logging
+from live.market_hours import submission_problem
 from live.metrics import LatencyRecorder
 from live.orderstore import OrderStore
+from live.ratelimit import DEFAULT_RATE_PER_MIN, RateLimiter
 from live.reconcile import missing_fills
 from live.supervise import die_with_parent
 from trader.exceptions import OrderRejected, TemporaryError
 
+BAR_NS = 60_000_000_000
 TERMINAL = {"filled", "canceled", "expired", "rejected", "replaced"}
 STREAM_EVENTS = {"partial_fill", "fill", "canceled", "expired", "rejected", "replaced"}
 
@@ -61,10 +69,18 @@ class Execution:
         self.log = setup_logging("execution", ctx.var_dir)
         self.limits = ctx.cfg.risk
         self.halted_by = ctx.halted_by  # "kill_switch", "halt" or "" (trading)
-        self.rest = AlpacaREST(ctx.broker.trading_url, ctx.broker.key_id, ctx.broker.secret_key)
+        # 180 requests a minute of market time: the simulator's minutes pass `speed` x faster.
+        pace = ctx.cfg.sim.speed if ctx.broker.mode == "sim" else 1.0
+        self.rest = AlpacaREST(
+            ctx.broker.trading_url,
+            ctx.broker.key_id,
+            ctx.broker.secret_key,
+            limiter=RateLimiter(DEFAULT_RATE_PER_MIN * pace),
+        )
         self.orders: dict[str, TrackedOrder] = {}
         self.by_broker_id: dict[str, str] = {}
-        self.executions: set[str] = set()
+        self.fills = FillBook()
+        self.feed_stale = False  # the feed's watchdog says market data is stale
         self.counts = {
             "submitted": 0,
             "accepted": 0,
@@ -82,6 +98,7 @@ class Execution:
         self.intents = socket(zctx, zmq.PULL, bus.addr("intents"), bind=True)
         self.events = socket(zctx, zmq.PUB, bus.addr("exec"), bind=True)
         self.control = socket(zctx, zmq.SUB, bus.addr("control"), subscribe=b"")
+        self.feed_state = socket(zctx, zmq.SUB, bus.addr("md"), subscribe=FEED_STATE_TOPIC)
         self.status = socket(zctx, zmq.PUSH, bus.addr("status"))
         self.audit = AuditEmitter(bus, ctx.session_id, "execution")
         self.store = OrderStore(ctx.dsn, ctx.session_id)
@@ -120,6 +137,13 @@ class Execution:
         broker, else the refusal reason."""
         if self.halted:
             return f"{self.halted_by}: engaged"
+        if self.feed_stale:
+            return "stale_data: the market-data feed is stale (watchdog)"
+        # Market time of the submission: the end of the bar the intent answers.
+        now_ns = int(intent["ts_event"]) + BAR_NS
+        problem = submission_problem(intent["order_type"], intent["time_in_force"], False, now_ns)
+        if problem:
+            return f"market_hours: {problem}"
         qty = intent["qty"]
         if not 0 < qty <= self.limits.max_order_qty:
             return f"max_order_qty: {qty} outside (0, {self.limits.max_order_qty}]"
@@ -271,11 +295,14 @@ class Execution:
             "status": o.status,
         }
         if event in ("fill", "partial_fill"):
-            exec_id = upd["execution_id"]
-            if exec_id in self.executions:
+            try:
+                fill = self.fills.on_stream(upd)
+            except ValueError as e:  # not applied: the next backfill recovers it over REST
+                self.log.error("malformed_fill", error=str(e), update=upd)
                 return
-            self.executions.add(exec_id)
-            qty, price = Decimal(str(upd["qty"])), Decimal(str(upd["price"]))
+            if fill is None:
+                return  # applied already (redelivered, or a backfill stood in for it)
+            exec_id, qty, price = fill.execution_id, fill.qty, fill.price
             o.filled_qty += qty
             self.counts["fills"] += 1
             if o.status == "filled":
@@ -354,7 +381,7 @@ class Execution:
                 )
                 if b is not None:
                     orders.append(b)
-            updates = await missing_fills(self.rest, orders, self.executions.__contains__)
+            updates = await missing_fills(self.rest, orders, self.fills.seen)
         except (TemporaryError, OrderRejected) as e:
             self.log.error("backfill_failed", error=str(e))
             return 0
@@ -369,6 +396,13 @@ class Execution:
         if updates:
             self.log.warning("backfilled", updates=len(updates))
         return len(updates)
+
+    async def on_feed_state(self, raw: list[bytes]) -> None:
+        """Track the feed watchdog's ``stale`` flag (``md`` topic FEED_STATE_TOPIC)."""
+        stale = bool(unpack(raw[1]).get("stale"))
+        if stale != self.feed_stale:
+            self.log.warning("feed_stale" if stale else "feed_fresh")
+        self.feed_stale = stale
 
     # -- kill switch and shutdown --------------------------------------------------------
     def open_orders(self) -> list[TrackedOrder]:
@@ -445,6 +479,8 @@ class Execution:
                     "broker_open_orders": self.broker_open_orders,
                     "stream_connected": self.stream_up.is_set(),
                     "reconnects": self.stream_up.reconnects,
+                    "feed_stale": self.feed_stale,
+                    "duplicate_fills": self.fills.duplicates,
                     "latency": self.latency.snapshot(),
                     **self.counts,
                     "open_orders": [
@@ -481,6 +517,7 @@ async def _run(ctx: ComponentContext) -> None:
         tasks = [
             asyncio.create_task(pump(ex.intents.recv_multipart, ex.on_intent)),
             asyncio.create_task(pump(ex.control.recv, ex.on_control)),
+            asyncio.create_task(pump(ex.feed_state.recv_multipart, ex.on_feed_state)),
         ]
         while not stop.is_set():
             ex.audit.service()

@@ -100,7 +100,13 @@ def activity_update(act: dict[str, Any], order: dict[str, Any]) -> dict[str, Any
         "price": act["price"],
         "timestamp": act.get("transaction_time"),
         "position_qty": None,
-        "order": {**order, "status": act.get("order_status", order.get("status"))},
+        # The order as it stood after this execution: its cum_qty places the fill in
+        # the order (live.fills.FillBook dedupes on it even if ids differ).
+        "order": {
+            **order,
+            "status": act.get("order_status", order.get("status")),
+            "filled_qty": act.get("cum_qty", order.get("filled_qty")),
+        },
     }
 
 

@@ -41,6 +41,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[SimConfig, str, int]:
     p.add_argument("--fault-latency", type=float, help="seconds added to every REST request")
     p.add_argument("--fault-5xx", type=float, help="share of REST requests refused with 503")
     p.add_argument("--fault-lost", type=float, help="share of REST responses lost after work")
+    p.add_argument("--fault-429", type=float, help="share of REST requests refused with 429")
+    p.add_argument("--rate-limit", type=int, help="refuse requests past N per minute (429)")
+    p.add_argument("--fault-ws-drop", type=float, help="close every websocket every N s")
+    p.add_argument("--fault-stall", type=float, help="data connections go silent after N s")
     p.add_argument("--fault-seed", type=int, help="seed of the fault draws")
     a = p.parse_args(argv)
     given = {
@@ -54,6 +58,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[SimConfig, str, int]:
         "fault_latency_s": a.fault_latency,
         "fault_5xx_rate": a.fault_5xx,
         "fault_lost_response_rate": a.fault_lost,
+        "fault_429_rate": a.fault_429,
+        "rate_limit": a.rate_limit,
+        "fault_ws_drop_s": a.fault_ws_drop,
+        "fault_stall_s": a.fault_stall,
         "fault_seed": a.fault_seed,
     }
     try:

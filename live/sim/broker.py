@@ -76,7 +76,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
-from zoneinfo import ZoneInfo
+
+from live.market_hours import submission_problem
 
 NS_PER_S = 1_000_000_000
 BAR_NS = 60 * NS_PER_S
@@ -110,10 +111,6 @@ _PRICE_FIELDS = {
     "trailing_stop": ("trail_price", "trail_percent"),
 }
 _STOP_LOSS = ("stop_price", "limit_price")
-NEW_YORK = ZoneInfo("America/New_York")
-#: New York minutes [start, end) in which Alpaca refuses opg and cls orders (alpaca.md §7).
-_OPG_CLOSED = (9 * 60 + 28, 19 * 60)
-_CLS_CLOSED = (15 * 60 + 50, 19 * 60)
 
 
 class SimAPIError(Exception):
@@ -227,12 +224,6 @@ def _apply(qty: Decimal, cost: Decimal, q: Decimal, price: Decimal) -> tuple[Dec
     if rest != 0:  # reversed through zero: the rest opens a new position
         return rest, rest * price, realized
     return qty - closed if qty > 0 else qty + closed, cost - removed, realized
-
-
-def _ny_minute(ns: int) -> int:
-    """Minutes since New York midnight of ``ns`` (ns since the epoch UTC)."""
-    t = datetime.fromtimestamp(ns // NS_PER_S, NEW_YORK)
-    return t.hour * 60 + t.minute
 
 
 def _tick_price(body: dict[str, Any], name: str) -> Decimal | None:
@@ -700,14 +691,9 @@ class SimBroker:
         if tif in ("opg", "cls"):
             if order_type not in ("market", "limit"):
                 raise invalid(f"{tif} orders must be market or limit orders")
-            start, end = _OPG_CLOSED if tif == "opg" else _CLS_CLOSED
-            if start <= _ny_minute(now_ns) < end:
-                raise SimAPIError(
-                    422,
-                    CODE_UNPROCESSABLE,
-                    f"{tif} orders are not accepted from {start // 60}:{start % 60:02d} to "
-                    f"{end // 60}:00 New York time",
-                )
+            problem = submission_problem(order_type, tif, extended, now_ns)
+            if problem:
+                raise SimAPIError(422, CODE_UNPROCESSABLE, problem)
         client_id = self._client_order_id(body.get("client_order_id"))
         intent = body.get("position_intent")
         if intent is not None and intent not in _INTENTS:

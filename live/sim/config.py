@@ -38,6 +38,16 @@ class SimConfig(BaseModel):
     fault_lost_response_rate : float
         Fault injection: share of trading REST requests that *are* processed but whose
         response is lost: the connection is closed before the answer (0..1).
+    fault_429_rate : float
+        Fault injection: share of trading REST requests refused with 429 (0..1).
+    rate_limit : int, optional
+        Requests per key and wall-clock minute past which trading requests get 429;
+        None reports Alpaca's 200 per simulated minute in the headers but never refuses.
+    fault_ws_drop_s : float
+        Fault injection: every websocket is closed every this many seconds (0: never).
+    fault_stall_s : float
+        Fault injection: each market-data connection goes silent (open, but sent
+        nothing) this many seconds after it subscribes to bars (0: never).
     fault_seed : int
         Seed of the fault draws, so a failing run can be replayed.
     """
@@ -54,6 +64,10 @@ class SimConfig(BaseModel):
     fault_latency_s: float = Field(0.0, ge=0.0)
     fault_5xx_rate: float = Field(0.0, ge=0.0, le=1.0)
     fault_lost_response_rate: float = Field(0.0, ge=0.0, le=1.0)
+    fault_429_rate: float = Field(0.0, ge=0.0, le=1.0)
+    rate_limit: int | None = Field(None, ge=1)
+    fault_ws_drop_s: float = Field(0.0, ge=0.0)
+    fault_stall_s: float = Field(0.0, ge=0.0)
     fault_seed: int = 0
 
     @field_validator("data_path")

@@ -4,9 +4,11 @@ stream, the market-data v2 stream and historical bars, over a replay of real 1-m
 Protocols and shapes follow ``shared/reference/alpaca.md``:
 
 * REST (§2-§3) under ``/v2``: orders, positions, account, clock. Errors are JSON
-  ``{"code", "message"}``; every trading response carries ``X-Ratelimit-Limit: 200``,
-  ``X-Ratelimit-Remaining`` and ``X-Ratelimit-Reset`` (per key and wall-clock minute;
-  requests past the limit are counted but never refused).
+  ``{"code", "message"}``; every trading response carries ``X-Ratelimit-Limit``,
+  ``X-Ratelimit-Remaining`` and ``X-Ratelimit-Reset`` (per key and wall-clock minute; the
+  limit is Alpaca's 200 per minute of simulated time, i.e. ``200 * speed`` per wall
+  minute, or ``rate_limit`` when set, and only then are requests past it refused with
+  429).
 * ``/stream`` (§4): ``authenticate`` / ``listen`` with ``trade_updates``; JSON in binary
   frames like Alpaca's server (msgpack if the upgrade says ``Content-Type:
   application/msgpack``).
@@ -71,6 +73,7 @@ log = logging.getLogger(__name__)
 
 NEW_YORK = ZoneInfo("America/New_York")
 RATE_LIMIT = 200
+CODE_RATE_LIMITED = 42910000
 #: Bars per page of ``/v2/stocks/bars`` at most (Alpaca: 10000; tests lower it).
 MAX_BARS_PER_PAGE = 10_000
 DEFAULT_BARS_LIMIT = 1000
@@ -169,10 +172,16 @@ class _DataClient(_Conn):
     def __init__(self, ws: web.WebSocketResponse, use_msgpack: bool) -> None:
         super().__init__(ws, use_msgpack, json_binary=False)
         self.authenticated = False
+        #: Fault injection: the connection stays open but is sent nothing any more.
+        self.stalled = False
         self.subs: dict[str, list[str]] = {c: [] for c in CHANNELS}
 
     def wants_bar(self, symbol: str) -> bool:
-        return self.authenticated and any(s in ("*", symbol) for s in self.subs["bars"])
+        return (
+            self.authenticated
+            and not self.stalled
+            and any(s in ("*", symbol) for s in self.subs["bars"])
+        )
 
     def subscription(self) -> list[dict[str, Any]]:
         trades = list(self.subs["trades"])
@@ -195,7 +204,14 @@ class SimState:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.faults = random.Random(config.fault_seed)
-        self.faults_injected = {"5xx": 0, "lost_response": 0}
+        self.faults_injected = {
+            "5xx": 0,
+            "429": 0,
+            "rate_limited": 0,
+            "lost_response": 0,
+            "ws_drops": 0,
+            "stalled": 0,
+        }
         if not config.data_path.is_file():
             raise ConfigurationError(f"simulator data file not found: {config.data_path}")
         df = load_minute_bars(config.data_path, session="regular")
@@ -233,6 +249,7 @@ class SimState:
         self.sockets: set[web.WebSocketResponse] = set()
         self.rate: dict[str, tuple[int, int]] = {}
         self.task: asyncio.Task[None] | None = None
+        self.fault_task: asyncio.Task[None] | None = None
         self.done = False
         self.bars_sent = 0
         self._anchor_ns = int(self.ts[self.first])  # sim time at the last publication
@@ -264,6 +281,27 @@ class SimState:
         if self.credentials is not None:
             return (key, secret) == self.credentials
         return isinstance(key, str) and isinstance(secret, str) and bool(key and secret)
+
+    # -- faults ----------------------------------------------------------------------
+    def schedule_stall(self, client: _DataClient) -> None:
+        """Fault injection: silence ``client`` ``fault_stall_s`` seconds from now."""
+        delay = self.config.fault_stall_s
+        if delay and not client.stalled:
+
+            def stall() -> None:
+                if client in self.data_clients and not client.stalled:
+                    client.stalled = True
+                    self.faults_injected["stalled"] += 1
+
+            asyncio.get_running_loop().call_later(delay, stall)
+
+    async def drop_sockets_forever(self, every_s: float) -> None:
+        """Fault injection: close every websocket (trade and data) every ``every_s`` s."""
+        while True:
+            await asyncio.sleep(every_s)
+            for ws in list(self.sockets):
+                self.faults_injected["ws_drops"] += 1
+                await ws.close(code=1011, message=b"injected fault: connection dropped")
 
     # -- replay ----------------------------------------------------------------------
     def start_replay(self) -> None:
@@ -411,18 +449,36 @@ async def _faults(request: web.Request, handler: _Handler) -> web.StreamResponse
 
 @web.middleware
 async def _rate_limit(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    """Count trading requests per key and wall-clock minute and add Alpaca's
+    ``X-Ratelimit-*`` headers to every answer (429s included); past the limit, refuse
+    with 429 if ``rate_limit`` is set (otherwise only count); inject 429s at
+    ``fault_429_rate``."""
     if not _is_trading(request.path):
         return await handler(request)
     state = request.app[STATE]
+    cfg = state.config
+    limit = cfg.rate_limit or max(1, round(RATE_LIMIT * cfg.speed))  # per simulated minute
     key, now = request.headers.get("APCA-API-KEY-ID", ""), time.time()
     reset, count = state.rate.get(key, (0, 0))
     if now >= reset:
         reset, count = (int(now) // 60 + 1) * 60, 0
     state.rate[key] = (reset, count + 1)
-    response = await handler(request)
-    response.headers["X-Ratelimit-Limit"] = str(RATE_LIMIT)
-    response.headers["X-Ratelimit-Remaining"] = str(max(0, RATE_LIMIT - count - 1))
-    response.headers["X-Ratelimit-Reset"] = str(reset)
+    headers = {
+        "X-Ratelimit-Limit": str(limit),
+        "X-Ratelimit-Remaining": str(max(0, limit - count - 1)),
+        "X-Ratelimit-Reset": str(reset),
+    }
+    limited = cfg.rate_limit is not None and count >= limit
+    injected = not limited and state.faults.random() < cfg.fault_429_rate
+    if limited or injected:
+        state.faults_injected["rate_limited" if limited else "429"] += 1
+        body = {"code": CODE_RATE_LIMITED, "message": "rate limit exceeded"}
+        return web.json_response(body, status=429, headers=headers)
+    try:
+        response = await handler(request)
+    except SimAPIError as e:
+        response = web.json_response(e.body, status=e.status)
+    response.headers.update(headers)
     return response
 
 
@@ -760,6 +816,7 @@ async def data_stream(request: web.Request) -> web.WebSocketResponse:
                     await client.send(client.subscription())
                     if client.subs["bars"]:
                         state.start_replay()
+                        state.schedule_stall(client)
             else:
                 await error(400, "invalid syntax")
     finally:
@@ -830,18 +887,23 @@ def make_app(config: SimConfig) -> web.Application:
         r.add_get(path, data_stream)
 
     async def on_startup(app: web.Application) -> None:
+        state = app[STATE]
         if config.autostart:
-            app[STATE].start_replay()
+            state.start_replay()
+        if config.fault_ws_drop_s:
+            state.fault_task = asyncio.create_task(
+                state.drop_sockets_forever(config.fault_ws_drop_s)
+            )
 
     async def on_shutdown(app: web.Application) -> None:
         for ws in list(app[STATE].sockets):
             await ws.close(code=1001, message=b"server shutdown")
 
     async def on_cleanup(app: web.Application) -> None:
-        task = app[STATE].task
-        if task is not None:
+        tasks = [t for t in (app[STATE].task, app[STATE].fault_task) if t is not None]
+        for task in tasks:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)

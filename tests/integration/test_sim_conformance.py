@@ -39,7 +39,7 @@ from alpaca.trading.stream import TradingStream
 from live.sim import server as sim_server
 from live.sim.server import STATE
 from tests.conftest import SPY_MINUTE
-from tests.integration.conftest import KEY, SECRET, Sim, wait_for
+from tests.integration.conftest import FAST, KEY, SECRET, Sim, wait_for
 from trader.data.loaders import load_minute_bars
 
 pytestmark = pytest.mark.integration
@@ -76,7 +76,7 @@ def test_account_clock_and_rate_limit_headers(start_sim: Callable[..., Sim]) -> 
     first, second = (
         requests.get(f"{sim.url}/v2/clock", headers=headers, timeout=5).headers for _ in range(2)
     )
-    assert first["X-Ratelimit-Limit"] == "200"
+    assert first["X-Ratelimit-Limit"] == str(200 * int(FAST))  # 200 per simulated minute
     assert int(second["X-Ratelimit-Remaining"]) == int(first["X-Ratelimit-Remaining"]) - 1
     assert int(first["X-Ratelimit-Reset"]) > time.time()
 

@@ -202,7 +202,7 @@ def test_client_order_id_is_unique_for_the_account_lifetime() -> None:
         ({"type": "limit"}, "limit_price is required"),
         ({"limit_price": 100}, "limit_price must not be set for market orders"),
         ({"type": "limit", "limit_price": -1}, "limit_price must be > 0"),
-        ({"time_in_force": "opg"}, "opg orders are not accepted from 9:28 to 19:00"),
+        ({"time_in_force": "opg"}, "opg orders are refused from 9:28 to 19:00"),
         ({"time_in_force": "week"}, "invalid time_in_force"),
         ({"symbol": "AAPL"}, "asset AAPL not found"),
         ({"symbol": None}, "symbol is required"),

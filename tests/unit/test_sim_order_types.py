@@ -124,7 +124,7 @@ def test_opg_trades_only_at_the_session_open_and_cls_at_the_close() -> None:
         ("canceled", unfilled["id"], None),
     ]
     late = T0 + 380 * 60 * 1_000_000_000  # 15:50 New York
-    with pytest.raises(SimAPIError, match="cls orders are not accepted from 15:50") as e:
+    with pytest.raises(SimAPIError, match="cls orders are refused from 15:50") as e:
         order(b, now=late, time_in_force="cls")
     assert (e.value.status, e.value.body["code"]) == (422, 42210000)
 
