@@ -20,7 +20,6 @@ Run: ``make bench BENCH=audit`` (or ``.venv/bin/python bench/audit.py [--events 
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import signal
@@ -44,7 +43,6 @@ from live.bus import Bus
 from live.config import BrokerEndpoints, load_config
 from live.context import ComponentContext
 from live.db import EmbeddedPostgres, migrate
-from live.projection import STAGING_COLUMNS
 from trader import REPO_ROOT
 from trader.promote import GateResult, promote
 
@@ -125,10 +123,14 @@ def writer_throughput(dsn: str, var: Path, n: int, batch: int) -> float:
 
 def copy_floor(dsn: str, n: int) -> float:
     """Rows/s of one binary COPY of ``n`` prebuilt rows into ``order_audit_trail``."""
+    cols = (
+        "ts, session_id, source, source_seq, event_type, correlation_id, client_order_id,"
+        " broker_order_id, execution_id, symbol, side, qty, price, order_type, time_in_force,"
+        " status, reason, metadata"
+    )
     w = wire_row(time.time_ns(), "intent", FIELDS)
-    cols = ["ts", *STAGING_COLUMNS[1:]]
     ts = datetime.now(UTC)
-    meta = Jsonb(json.loads(w[14]))
+    meta = Jsonb(w[14])
     rows = [
         (ts, "floor", "engine", i, *w[1:8], Decimal(10), Decimal("127.05"), *w[10:14], meta)
         for i in range(1, n + 1)
@@ -146,9 +148,7 @@ def copy_floor(dsn: str, n: int) -> float:
     ]
     with psycopg.connect(dsn) as c, c.cursor() as cur:
         t0 = time.perf_counter()
-        with cur.copy(
-            f"COPY order_audit_trail ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)"
-        ) as cp:
+        with cur.copy(f"COPY order_audit_trail ({cols}) FROM STDIN (FORMAT BINARY)") as cp:
             cp.set_types(types)
             for r in rows:
                 cp.write_row(r)

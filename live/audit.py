@@ -3,18 +3,25 @@ them in Postgres ``order_audit_trail`` in batches, off the hot path.
 
 Producers (:class:`AuditEmitter`) number their events (``session_id``, ``source``,
 ``source_seq``). :meth:`AuditEmitter.emit` only appends to a list (the hot-path cost);
-:meth:`AuditEmitter.flush`, called after the hot path, sends the events as one batch: a
-msgpack array ``[session_id, source, first_seq, rows]`` whose rows follow
-:data:`WIRE_FIELDS`. A batch stays in the producer's memory until the writer
-acknowledges it (``audit_ack`` endpoint: the highest ``source_seq`` stored per
-producer); batches not acknowledged within :data:`RESEND_AFTER_S` are sent again, so a
-writer killed mid-batch loses nothing.
+:meth:`AuditEmitter.flush`, called after the hot path, sends the events as one batch:
+a msgpack array ``[session_id, source, first_seq, n_events, events]``, ``events`` a
+JSON array of :data:`WIRE_FIELDS` arrays (encoded once, by the producer, off the hot
+path). A batch stays in the producer's memory until the writer acknowledges it
+(``audit_ack`` endpoint: the writer's id and the highest ``source_seq`` stored per
+producer, after every write and every 0.25 s). When a new writer appears (a restart
+after a crash) every batch it has not acknowledged is sent again, so a writer killed
+mid-batch loses nothing; as a last resort a batch is also re-sent after
+:data:`RESEND_AFTER_S` without any acknowledgement progress.
 
-The writer stages each batch with a binary ``COPY`` into a temporary table and inserts
-it with ``ON CONFLICT DO NOTHING`` (a re-sent event is never written twice), projecting
-orders, fills and positions in the same transaction (:mod:`live.projection`). While
+The writer stages the batches with a binary ``COPY`` into a temporary table (one row per
+batch: it never touches an event in Python) and inserts them with ``ON CONFLICT DO
+NOTHING`` (a re-sent event is never written twice), projecting orders, fills and
+positions in the same transaction (:mod:`live.projection`). While
 Postgres is unreachable, batches are appended to an fsynced spool file
-(``.var/spool/audit-<session>.jsonl``) and replayed, in order, when it returns.
+(``.var/spool/audit-<session>.jsonl``) and replayed, in order, when it returns. A batch
+Postgres refuses for its content (a bug: an unknown event type, a malformed field) is
+kept, with the error, in ``.var/spool/rejected-<session>.jsonl`` and logged, never
+dropped, and does not hold back the others.
 """
 
 from __future__ import annotations
@@ -40,9 +47,9 @@ from live.projection import PROJECT_SQL, STAGING_COLUMNS, STAGING_TYPES
 from live.supervise import die_with_parent
 
 #: Fields of one event on the wire, in order (``source_seq`` is implicit: the batch's
-#: ``first_seq`` plus the row's index). ``ts`` is ns since the epoch UTC; ``qty`` and
+#: ``first_seq`` plus the event's index). ``ts`` is ns since the epoch UTC; ``qty`` and
 #: ``price`` are decimal strings (stored as NUMERIC, never through a float); ``metadata``
-#: is a JSON string.
+#: is a JSON object.
 WIRE_FIELDS = (
     "ts",
     "event_type",
@@ -61,25 +68,29 @@ WIRE_FIELDS = (
     "metadata",
 )
 _FIELDS = WIRE_FIELDS[2:]
-RESEND_AFTER_S = 2.0
+RESEND_AFTER_S = 30.0
 _STAGING_DDL = ", ".join(f"{c} {t}" for c, t in zip(STAGING_COLUMNS, STAGING_TYPES, strict=True))
 _COPY_SQL = f"COPY audit_in ({', '.join(STAGING_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 BATCH_ROWS = 20_000
 BATCH_WAIT_S = 0.02
 
 
-def wire_row(ts: int, event_type: str, fields: dict[str, Any]) -> tuple[Any, ...]:
+def wire_row(ts: int, event_type: str, fields: dict[str, Any]) -> list[Any]:
     """One event as a wire row (:data:`WIRE_FIELDS`); ``fields`` as for ``emit``."""
     row: list[Any] = [ts, event_type]
     for k in _FIELDS:
         v = fields.get(k)
-        if v is not None:
-            if k in ("qty", "price"):
-                v = str(v)
-            elif k == "metadata":
-                v = json.dumps(v, default=str)
+        if v is not None and k in ("qty", "price"):
+            v = str(v)
         row.append(v)
-    return tuple(row)
+    return row
+
+
+def staging_row(
+    session_id: str, source: str, first_seq: int, rows: list[list[Any]]
+) -> tuple[str, str, int, int, str]:
+    """A batch as one staging row (:data:`~live.projection.STAGING_COLUMNS`)."""
+    return session_id, source, first_seq, len(rows), json.dumps(rows, default=str)
 
 
 class AuditEmitter:
@@ -110,6 +121,7 @@ class AuditEmitter:
         self._pending: list[tuple[int, str, dict[str, Any]]] = []
         self._unacked: deque[tuple[int, bytes]] = deque()  # (last_seq, payload)
         self._sent_at = 0.0
+        self._writer = ""
 
     def emit(self, event_type: str, ts: int | None = None, **fields: Any) -> None:
         """Record one event for the next :meth:`flush` (no I/O here).
@@ -134,28 +146,31 @@ class AuditEmitter:
         pending, self._pending = self._pending, []
         first = self.seq - len(pending) + 1
         rows = [wire_row(ts, et, f) for ts, et, f in pending]
-        payload = msgpack.packb([self.session_id, self.source, first, rows])
+        payload = msgpack.packb(staging_row(self.session_id, self.source, first, rows))
         if not self._unacked:
             self._sent_at = time.monotonic()
         self._unacked.append((self.seq, payload))
         self.sock.send(payload)
 
     def service(self) -> None:
-        """Flush, read the writer's acknowledgements, and re-send what it has not stored
-        within :data:`RESEND_AFTER_S` (a writer restarted after a crash)."""
+        """Flush, read the writer's acknowledgements, and re-send what a new writer (a
+        restart after a crash) has not stored."""
         self.flush()
+        resend = False
         while True:
             try:
-                acks = msgpack.unpackb(self.ack.recv(zmq.NOBLOCK))
+                writer, acks = msgpack.unpackb(self.ack.recv(zmq.NOBLOCK))
             except zmq.Again:
                 break
             seq = acks.get(self.key, 0)
             if seq > self.acked:
                 self.acked = seq
                 self._sent_at = time.monotonic()
+            if writer != self._writer:
+                self._writer, resend = writer, True
         while self._unacked and self._unacked[0][0] <= self.acked:
             self._unacked.popleft()
-        if self._unacked and time.monotonic() - self._sent_at > RESEND_AFTER_S:
+        if self._unacked and (resend or time.monotonic() - self._sent_at > RESEND_AFTER_S):
             for _, payload in self._unacked:
                 self.sock.send(payload)
             self._sent_at = time.monotonic()
@@ -176,27 +191,28 @@ class AuditEmitter:
         self.ack.close()
 
 
-def decode_batch(payload: bytes) -> list[tuple[Any, ...]]:
-    """Decode one wire batch into staging rows (:data:`~live.projection.STAGING_COLUMNS`).
+def decode_batch(payload: bytes) -> tuple[str, str, int, int, str]:
+    """Decode one wire batch into its staging row (the events stay JSON text).
 
     Raises
     ------
     ValueError
-        If ``payload`` is not ``[session_id, source, first_seq, rows]`` with rows of
-        ``len(WIRE_FIELDS)`` fields.
+        If ``payload`` is not ``[session_id, source, first_seq, n_events, events]`` with
+        the types of :data:`~live.projection.STAGING_TYPES` and ``first_seq >= 1``.
     """
     try:
-        session_id, source, first, rows = msgpack.unpackb(payload)
-        out = [(r[0], session_id, source, first + i, *r[1:]) for i, r in enumerate(rows)]
+        session_id, source, first, n, events = msgpack.unpackb(payload)
     except Exception as e:
         raise ValueError(f"malformed audit batch ({len(payload)} bytes): {e}") from e
-    if any(len(r) != len(STAGING_COLUMNS) for r in out):
-        raise ValueError(f"malformed audit batch: rows must have {len(WIRE_FIELDS)} fields")
-    return out
+    types = (str, str, int, int, str)
+    got = (session_id, source, first, n, events)
+    if not all(isinstance(v, t) for v, t in zip(got, types, strict=True)) or first < 1:
+        raise ValueError(f"malformed audit batch: header {got[:4]!r}")
+    return session_id, source, first, n, events
 
 
 class AuditStore:
-    """Writes batches of staging rows to Postgres (projection included), spooling to disk
+    """Writes batches (staging rows) to Postgres (projection included), spooling to disk
     when it is unreachable.
 
     Parameters
@@ -204,12 +220,15 @@ class AuditStore:
     dsn : str
         libpq connection string.
     spool : Path
-        JSON-lines spool file (created only while Postgres is unreachable).
+        JSON-lines spool file (created only while Postgres is unreachable); batches
+        Postgres refuses for their content go to ``rejected-*`` next to it.
     """
 
     def __init__(self, dsn: str, spool: Path) -> None:
         self.dsn = dsn
         self.spool = spool
+        self.rejects = spool.with_name(spool.name.replace("audit-", "rejected-", 1))
+        self.rejected = 0
         self.conn: psycopg.Connection[Any] | None = None
         self.written = 0
         self.spooled = 0
@@ -217,6 +236,8 @@ class AuditStore:
     def _connect(self) -> psycopg.Connection[Any]:
         if self.conn is None or self.conn.closed:
             self.conn = psycopg.connect(self.dsn, connect_timeout=3)
+            # JIT-compiling the projection costs ~200 ms per batch for nothing
+            self.conn.execute("SET jit = off")
             self.conn.execute(f"CREATE TEMP TABLE audit_in ({_STAGING_DDL}) ON COMMIT DELETE ROWS")
             self.conn.commit()
         return self.conn
@@ -231,20 +252,42 @@ class AuditStore:
             row = cur.execute(PROJECT_SQL).fetchone()
             return int(row[0]) if row else 0
 
-    def write(self, rows: list[tuple[Any, ...]]) -> None:
-        """Store ``rows`` (after any spooled ones), or append them to the fsynced spool."""
+    def write(self, batches: list[tuple[Any, ...]]) -> None:
+        """Store ``batches`` (after any spooled ones), or append them to the fsynced spool
+        while Postgres is unreachable."""
         try:
             if self.spool.exists():
                 self._replay_spool()
-            if rows:
-                self.written += self._insert(rows)
-        except psycopg.Error:
+            if batches:
+                self.written += self._insert_or_reject(batches)
+        except (psycopg.OperationalError, psycopg.InterfaceError):
             self.close()
-            with open(self.spool, "a") as f:
-                f.writelines(json.dumps(r) + "\n" for r in rows)
-                f.flush()
-                os.fsync(f.fileno())
-            self.spooled += len(rows)
+            self._append(self.spool, batches)
+            self.spooled += sum(b[3] for b in batches)
+
+    def _insert_or_reject(self, batches: list[tuple[Any, ...]]) -> int:
+        try:
+            return self._insert(batches)
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            raise
+        except psycopg.Error:  # refused for its content: find the culprit(s), keep them
+            written = 0
+            for b in batches:
+                try:
+                    written += self._insert([b])
+                except (psycopg.OperationalError, psycopg.InterfaceError):
+                    raise
+                except psycopg.Error as e:
+                    self._append(self.rejects, [(*b, str(e))])
+                    self.rejected += b[3]
+            return written
+
+    @staticmethod
+    def _append(path: Path, batches: list[tuple[Any, ...]]) -> None:
+        with open(path, "a") as f:
+            f.writelines(json.dumps(b) + "\n" for b in batches)
+            f.flush()
+            os.fsync(f.fileno())
 
     def close(self) -> None:
         """Close the database connection (reopened by the next write)."""
@@ -254,7 +297,7 @@ class AuditStore:
 
     def _replay_spool(self) -> None:
         lines = self.spool.read_text().splitlines()
-        self.written += self._insert(tuple(json.loads(line)) for line in lines if line)
+        self.written += self._insert_or_reject([tuple(json.loads(ln)) for ln in lines if ln])
         self.spool.unlink()
 
 
@@ -286,31 +329,38 @@ def run_writer(ctx: ComponentContext) -> None:
     idle_since = time.monotonic()
     last_status = 0.0
     while True:
-        rows: list[tuple[Any, ...]] = []
+        batches: list[tuple[Any, ...]] = []
+        n_events = 0
         seen: dict[str, int] = {}
         deadline = time.monotonic() + BATCH_WAIT_S
-        while len(rows) < BATCH_ROWS and poller.poll(
+        while n_events < BATCH_ROWS and poller.poll(
             max(0, int((deadline - time.monotonic()) * 1000))
         ):
             try:
-                batch = decode_batch(pull.recv())
+                b = decode_batch(pull.recv())
             except ValueError as e:
                 log.error("malformed_audit_batch", error=str(e))
                 continue
-            if batch:
-                rows.extend(batch)
-                last = batch[-1]
-                seen[f"{last[1]}/{last[2]}"] = last[3]
-        if rows or store.spool.exists():
-            store.write(rows)
+            batches.append(b)
+            n_events += b[3]
+            seen[f"{b[0]}/{b[1]}"] = b[2] + b[3] - 1
+        if batches or store.spool.exists():
+            rejected = store.rejected
+            store.write(batches)
+            if store.rejected > rejected:
+                log.error(
+                    "audit_batch_rejected",
+                    events=store.rejected - rejected,
+                    kept_in=str(store.rejects),
+                )
             idle_since = time.monotonic()
             for k, seq in seen.items():
                 acks[k] = max(acks.get(k, 0), seq)
             if seen:
-                acks_pub.send(msgpack.packb(acks))
+                acks_pub.send(msgpack.packb([writer_id, acks]))
         now = time.monotonic()
         if now - last_status > 0.25 or stopping:
-            acks_pub.send(msgpack.packb(acks))
+            acks_pub.send(msgpack.packb([writer_id, acks]))
             status.send(
                 pack(
                     {
@@ -319,6 +369,7 @@ def run_writer(ctx: ComponentContext) -> None:
                         "pid": os.getpid(),
                         "written": store.written,
                         "spooled": store.spooled,
+                        "rejected": store.rejected,
                         "spool_pending": store.spool.exists(),
                     }
                 )

@@ -2,12 +2,14 @@
 transaction: what is in ``orders``/``fills``/``positions`` is exactly what the stored
 audit events say, and an event re-sent or replayed moves nothing twice.
 
-The writer ``COPY``s a batch into the temporary table ``audit_in``
-(:data:`STAGING_COLUMNS`), then runs :data:`PROJECT_SQL`, one statement:
+The writer ``COPY``s the producers' batches into the temporary table ``audit_in``
+(:data:`STAGING_COLUMNS`: one row per batch, its events as JSON, so the writer does no
+per-event work in Python), then runs :data:`PROJECT_SQL`, one statement:
 
-1. the events are inserted into ``order_audit_trail``; those already there (same
-   ``session_id, source, source_seq``, or a fill whose ``execution_id`` is stored) are
-   skipped (``ON CONFLICT DO NOTHING``), and only the new ones flow on;
+1. the events are expanded (``jsonb_array_elements``) and inserted into
+   ``order_audit_trail``; those already there (same ``session_id, source,
+   source_seq``, or a fill whose ``execution_id`` is stored) are skipped (``ON CONFLICT
+   DO NOTHING``), and only the new ones flow on;
 2. new ``fill``/``partial_fill`` events become ``fills`` rows (unique ``execution_id``);
 3. each symbol's ``positions.qty`` moves by the signed quantity of the *new* fills;
 4. ``orders`` rows (inserted before the POST by :mod:`live.orderstore`) take the
@@ -20,45 +22,34 @@ It returns the number of audit rows inserted.
 
 from __future__ import annotations
 
-#: Columns of the staging table, in COPY order: the wire row of
-#: :data:`live.audit.WIRE_FIELDS` with ``session_id, source, source_seq`` after ``ts``.
-STAGING_COLUMNS = (
-    "ts_ns",
-    "session_id",
-    "source",
-    "source_seq",
-    "event_type",
-    "correlation_id",
-    "client_order_id",
-    "broker_order_id",
-    "execution_id",
-    "symbol",
-    "side",
-    "qty",
-    "price",
-    "order_type",
-    "time_in_force",
-    "status",
-    "reason",
-    "metadata",
-)
-#: Postgres types of :data:`STAGING_COLUMNS` (binary COPY); text is cast in the INSERT.
-STAGING_TYPES = ("int8", "text", "text", "int8", *("text",) * 14)
+#: Columns of the staging table, in COPY order: one row per producer batch, its events
+#: a JSON array of :data:`live.audit.WIRE_FIELDS` arrays (``source_seq`` of the i-th
+#: event, counted from 1, is ``first_seq + i - 1``).
+STAGING_COLUMNS = ("session_id", "source", "first_seq", "n_events", "events")
+#: Postgres types of :data:`STAGING_COLUMNS` (binary COPY); ``events`` is cast to jsonb.
+STAGING_TYPES = ("text", "text", "int8", "int8", "text")
 
-_AUDIT_COLUMNS = "ts, " + ", ".join(STAGING_COLUMNS[1:])
+_AUDIT_COLUMNS = (
+    "ts, session_id, source, source_seq, event_type, correlation_id, client_order_id, "
+    "broker_order_id, execution_id, symbol, side, qty, price, order_type, time_in_force, "
+    "status, reason, metadata"
+)
 _ORDER_EVENTS = (
     "'accepted', 'partial_fill', 'fill', 'canceled', 'expired', 'rejected', 'replaced', "
     "'reconciled'"
 )
 
 PROJECT_SQL = f"""
-WITH ins AS (
+WITH src AS (
+    SELECT b.session_id, b.source, b.first_seq + e.i - 1 AS source_seq, e.r
+    FROM audit_in b, jsonb_array_elements(b.events::jsonb) WITH ORDINALITY AS e(r, i)
+), ins AS (
     INSERT INTO order_audit_trail ({_AUDIT_COLUMNS})
-    SELECT timestamptz 'epoch' + (ts_ns / 1000) * interval '1 microsecond',
-           session_id, source, source_seq, event_type, correlation_id, client_order_id,
-           broker_order_id, execution_id, symbol, side, qty::numeric, price::numeric,
-           order_type, time_in_force, status, reason, metadata::jsonb
-    FROM audit_in ORDER BY session_id, source, source_seq
+    SELECT timestamptz 'epoch' + ((r->>0)::bigint / 1000) * interval '1 microsecond',
+           session_id, source, source_seq, r->>1, r->>2, r->>3, r->>4, r->>5, r->>6, r->>7,
+           (r->>8)::numeric, (r->>9)::numeric, r->>10, r->>11, r->>12, r->>13,
+           NULLIF(r->14, 'null'::jsonb)
+    FROM src ORDER BY session_id, source, source_seq
     ON CONFLICT DO NOTHING
     RETURNING ts, session_id, source, source_seq, event_type, client_order_id,
               broker_order_id, execution_id, symbol, side, qty, price, status

@@ -3,6 +3,7 @@ acknowledgements and re-sending after a writer killed with SIGKILL."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -13,16 +14,15 @@ from typing import Any
 import psycopg
 import pytest
 
-from live.audit import AuditEmitter, AuditStore, wire_row
+from live.audit import AuditEmitter, AuditStore, staging_row, wire_row
 from live.bus import Bus
 from live.db import migrate
 from tests.integration.conftest import start_writer, writer_context
 
 
-def _rows(n: int, start: int = 1, source: str = "engine") -> list[tuple[Any, ...]]:
-    out = []
-    for i in range(start, start + n):
-        w = wire_row(
+def _batch(n: int, start: int = 1, source: str = "engine") -> tuple[Any, list[list[Any]]]:
+    rows = [
+        wire_row(
             time.time_ns(),
             "intent",
             {
@@ -34,8 +34,9 @@ def _rows(n: int, start: int = 1, source: str = "engine") -> list[tuple[Any, ...
                 "metadata": {"i": i},
             },
         )
-        out.append((w[0], "s1", source, i, *w[1:]))
-    return out
+        for i in range(start, start + n)
+    ]
+    return staging_row("s1", source, start, rows), rows
 
 
 def _seqs(dsn: str, source: str = "engine") -> list[int]:
@@ -50,10 +51,10 @@ def _seqs(dsn: str, source: str = "engine") -> list[int]:
 
 def test_write_when_batch_replayed_then_stored_once(database: str, tmp_path: Path) -> None:
     migrate(database)
-    store = AuditStore(database, tmp_path / "spool.jsonl")
-    rows = _rows(500)
-    store.write(rows)
-    store.write(rows[100:200])  # a replay after a lost acknowledgement
+    store = AuditStore(database, tmp_path / "audit-s1.jsonl")
+    batch, rows = _batch(500)
+    store.write([batch])
+    store.write([_batch(100, start=101)[0]])  # a replay after a lost acknowledgement
     store.close()
     assert store.written == 500
     assert _seqs(database) == list(range(1, 501))
@@ -67,21 +68,37 @@ def test_write_when_batch_replayed_then_stored_once(database: str, tmp_path: Pat
     assert int(row[3].timestamp() * 1_000_000) == rows[6][0] // 1000
 
 
+def test_write_when_batch_refused_for_content_then_kept_aside_and_others_stored(
+    database: str, tmp_path: Path
+) -> None:
+    migrate(database)
+    store = AuditStore(database, tmp_path / "audit-s1.jsonl")
+    bad = staging_row("s1", "daemon", 1, [wire_row(time.time_ns(), "no_such_event", {})])
+    store.write([_batch(3)[0], bad, _batch(2, start=4)[0]])
+    store.close()
+    assert (store.written, store.rejected) == (5, 1)
+    assert _seqs(database) == [1, 2, 3, 4, 5]
+    kept = [json.loads(line) for line in store.rejects.read_text().splitlines()]
+    assert [k[:4] for k in kept] == [["s1", "daemon", 1, 1]]
+    assert "no_such_event" in kept[0][4]
+    assert "audit_event_types" in kept[0][5]  # the database's reason
+
+
 def test_write_when_postgres_unreachable_then_spooled_and_replayed_in_order(
     database: str, tmp_path: Path
 ) -> None:
     migrate(database)
-    spool = tmp_path / "spool.jsonl"
+    spool = tmp_path / "audit-s1.jsonl"
     store = AuditStore("host=127.0.0.1 port=1 user=postgres dbname=nowhere", spool)
-    store.write(_rows(30))
-    assert (store.written, store.spooled) == (0, 30)
-    assert len(spool.read_text().splitlines()) == 30
+    store.write([_batch(30)[0], _batch(10, start=31)[0]])
+    assert (store.written, store.spooled) == (0, 40)
+    assert len(spool.read_text().splitlines()) == 2  # one line per batch
     store.dsn = database  # Postgres is back
-    store.write(_rows(5, start=31))
+    store.write([_batch(5, start=41)[0]])
     store.close()
     assert not spool.exists()
-    assert store.written == 35
-    assert _seqs(database) == list(range(1, 36))
+    assert store.written == 45
+    assert _seqs(database) == list(range(1, 46))
 
 
 def _drain(emitter: AuditEmitter, timeout_s: float = 60) -> None:
@@ -130,7 +147,10 @@ def test_emitter_unacked_when_nothing_emitted_then_zero(tmp_path: Path) -> None:
     emitter.close(timeout_s=0)
 
 
-@pytest.mark.parametrize("bad", [b"\x01", b"\x94\xa1s\xa1e\x01\x91\x92\x01\x02"])
+@pytest.mark.parametrize(
+    "bad",
+    [b"\x01", b"\x95\xa1s\xa1e\x00\x01\xa2[]", b"\x95\xa1s\xa1e\x01\x01\x90"],
+)
 def test_decode_batch_when_malformed_then_value_error(bad: bytes) -> None:
     from live.audit import decode_batch
 

@@ -12,15 +12,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from live.audit import AuditStore, wire_row
+from live.audit import AuditStore, staging_row, wire_row
 from live.db import migrate
 from live.orderstore import OrderStore
 from trader.exceptions import TemporaryError
 
 
 def _row(source: str, seq: int, event_type: str, **fields: Any) -> tuple[Any, ...]:
-    w = wire_row(time.time_ns(), event_type, fields)
-    return (w[0], "s1", source, seq, *w[1:])
+    return staging_row("s1", source, seq, [wire_row(time.time_ns(), event_type, fields)])
 
 
 def _record(dsn: str, coid: str, side: str = "buy", qty: str = "100") -> None:
