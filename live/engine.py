@@ -115,9 +115,9 @@ class Engine:
 
     def _sync_mirrors(self) -> None:
         """Refresh the float copies of the ledger that the hot path reads."""
-        p = self.ledger.position(self.symbol)
-        self.position_f = float(p.qty)
-        self.cost_f = float(p.cost_basis)
+        p = self.ledger.positions.get(self.symbol)  # not created before a fill or a bar
+        self.position_f = float(p.qty) if p else 0.0
+        self.cost_f = float(p.cost_basis) if p else 0.0
         self.realized_f = float(self.ledger.realized_pnl)
         self.pending_f = float(sum(self.pending.values(), Decimal(0)))
 
