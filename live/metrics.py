@@ -236,14 +236,14 @@ class StatusCollector(Collector):
             ("trader_fills", exe, "fills", "executions received"),
             ("trader_audit_events_written", audit, "written", "audit rows stored"),
             ("trader_audit_events_spooled", audit, "spooled", "audit events spooled to disk"),
-            (
-                "trader_circuit_breaker_trips",
-                eng,
-                "breaker_trips",
-                "circuit-breaker trips (0 until the engine reports a breaker)",
-            ),
         ):
             yield _counter(name, doc, float(snap.get(key, 0)))
+        breaker = eng.get("circuit_breaker") or {}
+        yield _counter(
+            "trader_circuit_breaker_trips",
+            "circuit-breaker trips (0 without a [breaker] section in risk.toml)",
+            float(breaker.get("trips", 0)),
+        )
         denials = CounterMetricFamily(
             "trader_risk_denials", "risk-gate denials by control", labels=["control"]
         )

@@ -69,6 +69,7 @@ STATUS: dict[str, dict[str, Any]] = {
         "day_pnl": "-59.50",
         "pending": {"ema_rsi-1": "10"},
         "denied_by_control": {"kill_switch": 2, "max_position_qty": 1},
+        "circuit_breaker": {"state": "open", "reason": "3 losses", "trips": 2},
         "latency": ENGINE_LATENCY.snapshot(),
     },
     "execution": {
@@ -160,6 +161,7 @@ def test_exposition_is_realistic(exposition: dict[str, float]) -> None:
     assert exposition["trader_feed_lag_seconds"] == 2.5
     assert exposition["trader_feed_reconnects_total"] == 2.0
     assert exposition["trader_orders_filled_total"] == 5.0
+    assert exposition["trader_circuit_breaker_trips_total"] == 2.0
 
 
 def test_histograms_carry_the_recorded_latencies(exposition: dict[str, float]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 from collections.abc import Coroutine
 from decimal import Decimal
 from pathlib import Path
@@ -239,7 +240,12 @@ class LivePanel:
             ("limit", "value", "now", "utilisation"),
         )
         breaker = status.get("components", {}).get("engine", {}).get("circuit_breaker")
-        self.breaker.value = f"circuit breaker: <b>{breaker or 'not reported'}</b>"
+        self.breaker.value = "circuit breaker: " + (
+            f"<b>{html.escape(str(breaker['state']))}</b> (trips {breaker.get('trips', 0)})"
+            + (f" {html.escape(str(breaker['reason']))}" if breaker.get("reason") else "")
+            if isinstance(breaker, dict)
+            else "<b>not configured</b>"
+        )
         last = history[-1]["ts"] if history else None
         if last != self._last_history_ts:
             self._last_history_ts = last
