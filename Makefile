@@ -28,6 +28,7 @@ help: ## list the targets
 	@echo "  variables: TESTS=<pytest args> (make test), BENCH=<name> (make bench),"
 	@echo "             DURATION=<s> SPEED=<market s per wall s> MODE=sim|paper|auto"
 	@echo "             STRATEGY=<name> VERSION=<v> (make live: a promoted artefact in models/)"
+	@echo "             FLATTEN=1 (make kill: also close every position)"
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x .venv/bin/python || python3 -m venv .venv
@@ -82,8 +83,8 @@ lab: $(STAMP) ## start JupyterLab on the notebooks
 bench: $(STAMP) $(BENCH_STAMP) ## every benchmark in bench/ in one run (BENCH=name: bench/name.py only); installs the bench extra
 	@set -e; for f in $(if $(BENCH),bench/$(BENCH).py,bench/*.py); do echo "== $$f"; $(PY) $$f; done
 
-kill: $(STAMP) ## halt the running daemon and cancel its open orders
-	$(PY) -m live kill --reason "make kill" --by "$${USER:-operator}"
+kill: $(STAMP) ## halt the running daemon and cancel its open orders (FLATTEN=1: also close every position)
+	$(PY) -m live kill --reason "make kill" --by "$${USER:-operator}" $(if $(FLATTEN),--flatten)
 
 halt: $(STAMP) ## stop new orders of the running daemon, leave its open orders working
 	$(PY) -m live halt --reason "make halt" --by "$${USER:-operator}"

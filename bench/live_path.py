@@ -199,6 +199,8 @@ def main() -> None:
     poller.register(sinks[3], zmq.POLLIN)
     poller.poll(120_000)  # the engine reports in once its kernel is compiled
     time.sleep(0.5)
+    # execution's account update (equity, buying power) for the gate's account controls
+    sinks[0].send(pack({"event": "account", "equity": "1e9", "buying_power": "1e9"}))
     expect = expected_intents(bars, a.loops)
     live = replay(pub, pull, bars, a.loops, expect, fills=sinks[0], key=cctx.approval_key)
     eng.terminate()

@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     kill = sub.add_parser("kill", help="halt trading and cancel every open order")
     kill.add_argument("--reason", default="operator kill")
     kill.add_argument("--by", default="cli")
+    kill.add_argument(
+        "--flatten", action="store_true", help="also close every position (market orders)"
+    )
     halt = sub.add_parser("halt", help="stop new orders, leave the open ones working")
     halt.add_argument("--reason", default="operator halt")
     halt.add_argument("--by", default="cli")
@@ -128,7 +131,11 @@ def main(argv: list[str] | None = None) -> int:
             "kill": (
                 "/kill",
                 "POST",
-                {"reason": a.__dict__.get("reason"), "by": a.__dict__.get("by")},
+                {
+                    "reason": a.__dict__.get("reason"),
+                    "by": a.__dict__.get("by"),
+                    "flatten": bool(a.__dict__.get("flatten", False)),
+                },
             ),
             "halt": (
                 "/halt",

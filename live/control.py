@@ -22,8 +22,9 @@ path               verb  answer
 ``/limits``        GET   the risk limits in force (``config/risk.toml``)
 ``/risk``          GET   each limit, its current value and utilisation (value / limit)
 ``/kill``          POST  stop new orders and cancel every open order; body
-                         ``{"reason": str, "by": str}``; answers when the broker
-                         reports no open order (or after 15 s with the count left)
+                         ``{"reason": str, "by": str, "flatten": bool}``; answers when
+                         the broker reports no open order (or after 15 s with the
+                         count left); ``flatten`` also closes every position
 ``/halt``          POST  stop new orders, leave the open ones working; body
                          ``{"reason": str, "by": str}``
 ``/resume``        POST  release the kill switch and the halt
@@ -122,7 +123,12 @@ def make_control_app(daemon: Daemon, token: str) -> web.Application:
 
     async def kill(request: web.Request) -> web.Response:
         body: dict[str, Any] = await request.json() if request.can_read_body else {}
-        result = await daemon.kill(str(body.get("reason", "")), str(body.get("by", "api")))
+        flatten = body.get("flatten", False)
+        if not isinstance(flatten, bool):
+            return web.json_response({"error": "flatten must be true or false"}, status=400)
+        result = await daemon.kill(
+            str(body.get("reason", "")), str(body.get("by", "api")), flatten=flatten
+        )
         return web.json_response(result)
 
     async def halt(request: web.Request) -> web.Response:

@@ -55,6 +55,7 @@ from live.config import (
     BrokerEndpoints,
     LiveConfig,
     resolve_mode,
+    update_limits,
 )
 from live.context import ComponentContext
 from live.control import control_token, make_control_app
@@ -153,12 +154,20 @@ class Daemon:
             cur = conn.execute(query, params)
             return cur.fetchall() if cur.description else []
 
-    def _persist_stop(self, key: str, engaged: bool, reason: str, by: str) -> None:
+    def _persist_stop(
+        self, key: str, engaged: bool, reason: str, by: str, flatten: bool = False
+    ) -> None:
         """Store the kill switch (``KILL_KEY``) or halt (``HALT_KEY``) state."""
         persist(
             self.dsn,
             key,
-            {"engaged": engaged, "reason": reason, "by": by, "session_id": self.session_id},
+            {
+                "engaged": engaged,
+                "reason": reason,
+                "by": by,
+                "flatten": flatten,
+                "session_id": self.session_id,
+            },
         )
 
     def _restore_stop(self) -> str:
@@ -451,29 +460,70 @@ class Daemon:
         }
 
     # -- kill switch ---------------------------------------------------------------------
-    async def kill(self, reason: str, by: str, timeout_s: float = 15) -> dict[str, Any]:
-        """Engage the kill switch: persist it, audit it, halt the engine and execution, and
-        wait until the broker reports no open order.
+    async def kill(
+        self, reason: str, by: str, timeout_s: float = 15, *, flatten: bool = False
+    ) -> dict[str, Any]:
+        """Engage the kill switch: persist it, audit it, halt the engine and execution,
+        wait until the broker reports no open order and, with ``flatten``, send a market
+        order closing every position (:meth:`live.execution.Execution.flatten`).
 
         Returns
         -------
         dict
-            ``{"halted": True, "broker_open_orders": int, "confirmed": bool}``.
+            ``{"halted": True, "broker_open_orders": int, "confirmed": bool,
+            "flattened": [closing orders] or None}``.
         """
         self.halted_by = KILL_KEY
-        self._persist_stop(KILL_KEY, True, reason, by)
-        self.audit.emit("kill", reason=reason, metadata={"by": by})
+        self._persist_stop(KILL_KEY, True, reason, by, flatten)
+        self.audit.emit("kill", reason=reason, metadata={"by": by, "flatten": flatten})
         self.audit.flush()
         kill_id = uuid.uuid4().hex
-        self.control.send(pack({"cmd": "kill", "kill_id": kill_id, "reason": reason, "by": by}))
+        self.control.send(
+            pack(
+                {
+                    "cmd": "kill",
+                    "kill_id": kill_id,
+                    "reason": reason,
+                    "by": by,
+                    "flatten": flatten,
+                }
+            )
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             ex = self.status.get("execution", {})
             if ex.get("kill_ack") == kill_id:
                 left = ex["broker_open_orders"]
-                return {"halted": True, "broker_open_orders": left, "confirmed": left == 0}
+                return {
+                    "halted": True,
+                    "broker_open_orders": left,
+                    "confirmed": left == 0,
+                    "flattened": ex.get("flattened"),
+                }
             await asyncio.sleep(0.02)
-        return {"halted": True, "broker_open_orders": None, "confirmed": False}
+        return {"halted": True, "broker_open_orders": None, "confirmed": False, "flattened": None}
+
+    async def set_limits(self, changes: dict[str, Any], by: str) -> dict[str, Any]:
+        """Put changed risk limits in force (``PUT /limits``): validate, then send them to
+        the engine's gate (which audits the change as ``risk_limits``) and to execution's
+        pre-wire caps. The change lasts for the session; ``config/risk.toml`` is unchanged.
+
+        Returns
+        -------
+        dict
+            The limits now in force (JSON form).
+
+        Raises
+        ------
+        ConfigurationError
+            Unknown key, wrong type, negative or inconsistent value (named in the message).
+        """
+        limits = update_limits(self.cfg.risk, changes)
+        self.cfg = self.cfg.model_copy(update={"risk": limits})
+        dumped = limits.model_dump(mode="json")
+        self.control.send(pack({"cmd": "set_limits", "limits": dumped, "by": by}))
+        self.log.warning("limits_changed", by=by, changes=sorted(changes))
+        return dumped
 
     async def halt(self, reason: str, by: str) -> dict[str, Any]:
         """Stop new orders without cancelling the open ones (persisted across restarts

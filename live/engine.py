@@ -13,9 +13,11 @@ the kernel before it subscribes to market data.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import time
+import urllib.request
 from collections import deque
 from decimal import Decimal
 from typing import Any
@@ -25,13 +27,17 @@ import zmq
 
 from live.audit import AuditEmitter
 from live.bus import encode_intent, pack, shares, socket, unpack
+from live.config import RiskLimits
 from live.context import ComponentContext
 from live.ledger import Ledger
 from live.logs import setup_logging
 from live.metrics import LatencyRecorder
 from live.risk import RiskGate, nb
+from live.risk.breaker import CircuitBreaker, Transition
+from live.risk.stops import stop_params
 from live.supervise import die_with_parent
 from trader.data import BAR_STRUCT
+from trader.exceptions import ConfigurationError
 from trader.ml.inference import ModelSignal
 from trader.promote import load_artefact
 from trader.strategy.nb import order_qty_nb
@@ -60,9 +66,17 @@ class Engine:
         # the model's per-bar signal (streaming features -> ONNX), for strategies that need it
         self.model = ModelSignal(art.model_path) if art.model_path is not None else None
         self.symbol = cfg.symbol
-        self.gate = RiskGate(cfg.risk, halted=ctx.halted)
+        self.gate = RiskGate(cfg.risk, (cfg.symbol,), halted=ctx.halted)
         # What stops new orders while the gate is halted: the kill switch or a halt.
         self.halted_by = ctx.halted_by
+        self.breaker: CircuitBreaker | None = None
+        self.stop_params: np.ndarray | None = None
+        self.stop_state = nb.new_stop_state_nb()
+        self._configure(cfg.risk)
+        nb.stop_nb(
+            nb.new_stop_state_nb(), np.ones(nb.N_STOP_PARAMS), 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1
+        )
+        self._fetch_account()
         self.ledger = Ledger()
         for sym, p in ctx.restored.get("positions", {}).items():
             pos = self.ledger.position(sym)
@@ -113,6 +127,40 @@ class Engine:
         self.day_start_f = float(self.day_start_pnl)
         self.day_peak_f = 0.0
 
+    def _configure(self, limits: RiskLimits) -> None:
+        """Set up the circuit breaker and the stops for ``limits`` (start, PUT /limits)."""
+        if limits.breaker is None:
+            self.breaker = None
+            self.gate.breaker = nb.BREAKER_CLOSED
+        elif self.breaker is None:
+            self.breaker = CircuitBreaker(limits.breaker)
+        else:
+            self.breaker.set_limits(limits.breaker)
+        self.stop_params = stop_params(limits.stops)
+
+    def _breaker(self, transition: Transition | None) -> None:
+        """Put a breaker transition in force and audit it."""
+        if transition is None or self.breaker is None:
+            return
+        self.gate.breaker = self.breaker.state
+        self.audit.emit(
+            "circuit_breaker",
+            status=transition.after,
+            reason=transition.reason,
+            symbol=self.symbol,
+            metadata={
+                "from": transition.before,
+                "to": transition.after,
+                "market_ts": transition.ts,
+            },
+        )
+        self.log.warning(
+            "circuit_breaker",
+            before=transition.before,
+            after=transition.after,
+            reason=transition.reason,
+        )
+
     def _sync_mirrors(self) -> None:
         """Refresh the float copies of the ledger that the hot path reads."""
         p = self.ledger.positions.get(self.symbol)  # not created before a fill or a bar
@@ -133,28 +181,31 @@ class Engine:
         sig = np.nan if model is None else model.update(ts_event, high, low, close, volume)
         target = self.step_nb(self.state, self.params, close, sig)
         t_step = time.perf_counter_ns() - t_step
+        stop = nb.STOP_NONE
+        if self.stop_params is not None:
+            avg = self.cost_f / self.position_f if self.position_f else close
+            target, stop = nb.stop_nb(
+                self.stop_state, self.stop_params, target, self.position_f, avg, high, low, close,
+                ts_event,
+            )  # fmt: skip
         qty = order_qty_nb(target, self.position_f, self.pending_f)
         day_pnl = self.realized_f + self.position_f * close - self.cost_f - self.day_start_f
         if day_pnl > self.day_peak_f:
             self.day_peak_f = day_pnl
+        if self.breaker is not None:
+            self._breaker(self.breaker.on_pnl(ts_event, day_pnl, utc_day))
+        gate = self.gate
+        gate.update_price(0, close, ts_recv)
         if qty != 0.0:
-            risk = (
-                qty,
-                close,
-                self.position_f,
-                self.pending_f,
-                len(self.pending),
-                day_pnl,
-                self.day_peak_f,
-                time.time_ns(),
-            )
+            gate.set_position(0, self.position_f, self.pending_f)
+            gate.set_day(day_pnl, self.day_peak_f, len(self.pending))
             t_gate = time.perf_counter_ns()
-            code = self.gate.check_code(*risk)
+            code = gate.check_code(0, qty, close, time.time_ns(), False, True)
             t_gate = time.perf_counter_ns() - t_gate
             if code == 0:
-                self._send(qty, target, close, ts_event, ts_recv)
+                self._send(qty, target, close, ts_event, ts_recv, stop)
             else:
-                self._deny(code, risk, target, ts_event, ts_recv)
+                self._deny(code, qty, close, target, ts_event, ts_recv)
             self.latency.observe_ns("risk_gate", t_gate)
         # -- off the hot path from here ----------------------------------------------------
         self.latency.observe_ns("model_inference", t_step)
@@ -173,7 +224,9 @@ class Engine:
             "time_in_force": "day",
         }
 
-    def _send(self, qty: float, target: float, close: float, ts_event: int, ts_recv: int) -> None:
+    def _send(
+        self, qty: float, target: float, close: float, ts_event: int, ts_recv: int, stop: int
+    ) -> None:
         self.seq += 1
         coid = f"{self.coid_prefix}{self.seq:06d}"
         frames = encode_intent(
@@ -191,7 +244,7 @@ class Engine:
         self.intents.send_multipart(frames)
         # -- off the hot path from here ----------------------------------------------------
         now = time.time_ns()
-        self.gate.record(now)
+        self.gate.record(0, now)
         self.latency_ns[self.counts["intents"] % LATENCY_WINDOW] = now - ts_recv
         self.latency.observe_ns("tick_to_intent", now - ts_recv)
         self.counts["intents"] += 1
@@ -201,6 +254,14 @@ class Engine:
         self.pending[coid] = order["qty"] if qty > 0 else -order["qty"]
         self.pending_f += qty
         meta = {"target": target, "bar_ts": ts_event}
+        if stop:
+            self.audit.emit(
+                "stop_triggered",
+                **order,
+                status="exit",
+                reason=f"{nb.STOPS[stop]} stop",
+                metadata={**meta, "stop": nb.STOPS[stop], "position": self.position_f},
+            )
         self.audit.emit("intent", **order, status="new", ts=ts_recv, metadata=meta)
         self.audit.emit("risk_approved", **order, status="approved")
         self.log.info(
@@ -212,14 +273,15 @@ class Engine:
             ref_price=close,
             tick_to_intent_us=(now - ts_recv) / 1e3,
         )
+        if self.breaker is not None:
+            self._breaker(self.breaker.on_sent(ts_event, coid))
 
     def _deny(
-        self, code: int, risk: tuple[Any, ...], target: float, ts_event: int, ts_recv: int
+        self, code: int, qty: float, close: float, target: float, ts_event: int, ts_recv: int
     ) -> None:
-        decision = self.gate.explain(code, *risk)
+        decision = self.gate.explain(code)
         if code == nb.KILL_SWITCH and self.halted_by == "halt":
             decision = dataclasses.replace(decision, control="halt")
-        qty, close = risk[0], risk[1]
         key = (target, decision.control)
         if key == self.last_denial:  # a standing denial is audited once, not every bar
             return
@@ -265,14 +327,39 @@ class Engine:
                     self.pending[coid] -= qty
                     if self.pending[coid] == 0 or ev.get("status") == "filled":
                         del self.pending[coid]
+                if self.breaker is not None:
+                    self._breaker(self.breaker.on_fill(self.last_bar_ts, coid))
         elif kind in ("canceled", "expired", "rejected", "replaced"):
             self.pending.pop(coid, None)
+            if self.breaker is not None and (kind == "rejected" or coid == self.breaker.probe_id):
+                self._breaker(self.breaker.on_error(self.last_bar_ts, coid or kind))
+        elif kind == "account":
+            self.gate.set_account(float(ev["equity"]), float(ev["buying_power"]))
         self._sync_mirrors()
+
+    def _fetch_account(self) -> None:
+        """Read the broker account's equity and buying power once at start (execution
+        publishes updates after fills); without a broker URL they stay unknown and the
+        gate denies new risk."""
+        b = self.ctx.broker
+        if not b.trading_url:
+            return
+        req = urllib.request.Request(
+            f"{b.trading_url}/v2/account",
+            headers={"APCA-API-KEY-ID": b.key_id, "APCA-API-SECRET-KEY": b.secret_key},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                acct = json.load(r)
+            self.gate.set_account(float(acct["equity"]), float(acct["buying_power"]))
+        except (OSError, ValueError, KeyError) as e:
+            self.log.error("account_unavailable", error=str(e))
 
     def on_control(self, raw: bytes) -> None:
         """Engage (``kill``, ``halt``) or release (``resume``) the gate's stop on new
-        orders; a halt never overrides an engaged kill switch."""
-        cmd = unpack(raw).get("cmd")
+        orders (a halt never overrides an engaged kill switch); put new limits in force."""
+        msg = unpack(raw)
+        cmd = msg.get("cmd")
         if cmd == "kill" or (cmd == "halt" and self.halted_by != "kill_switch"):
             self.gate.halted = True
             self.halted_by = "kill_switch" if cmd == "kill" else "halt"
@@ -281,6 +368,21 @@ class Engine:
             self.gate.halted = False
             self.halted_by = ""
             self.last_denial = None
+        elif cmd == "set_limits":
+            try:
+                limits = RiskLimits.model_validate(msg["limits"])
+                self.gate.set_limits(limits)
+            except (ValueError, ConfigurationError) as e:  # validated by the daemon first
+                self.log.error("set_limits_failed", error=str(e))
+                return
+            self._configure(limits)
+            self.last_denial = None
+            self.audit.emit(
+                "risk_limits",
+                status="in_force",
+                reason=f"limits changed by {msg.get('by', '?')}",
+                metadata={"limits": msg["limits"], "by": msg.get("by")},
+            )
 
     def push_status(self) -> None:
         """Send a status snapshot (positions, P&L, counts, tick-to-intent latency)."""
@@ -293,6 +395,8 @@ class Engine:
                     "pid": os.getpid(),
                     "halted": self.gate.halted,
                     "halted_by": self.halted_by,
+                    "limits": self.gate.limits.model_dump(mode="json"),
+                    "circuit_breaker": self.breaker.describe() if self.breaker else None,
                     "bars": self.bars,
                     "last_bar_ts": self.last_bar_ts,
                     **self.counts,

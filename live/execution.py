@@ -29,6 +29,7 @@ from live.aio import CountingEvent, wait_for_event
 from live.alpaca import AlpacaREST, trade_updates
 from live.audit import AuditEmitter
 from live.bus import FEED_STATE_TOPIC, decode_intent, pack, shares, socket, unpack
+from live.config import RiskLimits
 from live.context import ComponentContext
 from live.fills import FillBook
 from live.logs import setup_logging
@@ -94,6 +95,7 @@ class Execution:
         # Open orders the broker reported after the last cancel-everything (kill or stop);
         # sent in every status snapshot so the daemon never reads a stale one.
         self.broker_open_orders: int | None = None
+        self.flattened: list[dict[str, str]] | None = None  # closing orders of the last kill
         bus = ctx.bus
         self.intents = socket(zctx, zmq.PULL, bus.addr("intents"), bind=True)
         self.events = socket(zctx, zmq.PUB, bus.addr("exec"), bind=True)
@@ -104,6 +106,7 @@ class Execution:
         self.store = OrderStore(ctx.dsn, ctx.session_id)
         self.stream_up = CountingEvent()
         self._backfill_task: asyncio.Task[int] | None = None
+        self.account_stale = True
 
     @property
     def halted(self) -> bool:
@@ -317,6 +320,7 @@ class Execution:
                 qty=str(qty),
                 price=str(price),
             )
+            self.account_stale = True
             self.audit.emit(
                 event,
                 **base,
@@ -443,9 +447,60 @@ class Execution:
                 return len(still_open)
             await asyncio.sleep(0.1)
 
+    async def flatten(self, kill_id: str, reason: str) -> list[dict[str, str]]:
+        """Close every position at the broker with market day orders.
+
+        Each closing order has the deterministic ``client_order_id``
+        ``flatten-<kill_id[:12]>-<symbol>``, is audited as ``flatten`` and then sent by
+        :meth:`submit` like any other order (stored first, never twice; its fills reach
+        the engine and the audit trail). It skips the gate on purpose: it only ever
+        reduces a position to zero.
+
+        Returns
+        -------
+        list of dict
+            ``{"symbol", "side", "qty", "client_order_id", "status"}`` per position.
+        """
+        try:
+            positions = await self.rest.positions()
+        except (TemporaryError, OrderRejected) as e:
+            self.log.error("flatten_failed", error=str(e))
+            return [{"status": f"positions unavailable: {e}"}]
+        done = []
+        for p in positions:
+            qty = Decimal(str(p["qty"]))
+            if qty == 0:
+                continue
+            side = "sell" if qty > 0 else "buy"
+            coid = f"flatten-{kill_id[:12]}-{p['symbol']}"
+            o = TrackedOrder(coid, f"kill:{kill_id}", p["symbol"], side, abs(qty))
+            self.audit.emit(
+                "flatten",
+                correlation_id=o.correlation_id,
+                client_order_id=coid,
+                symbol=o.symbol,
+                side=side,
+                qty=o.qty,
+                order_type="market",
+                time_in_force="day",
+                status="new",
+                reason=reason,
+            )
+            await self.submit(o, "market", "day")
+            done.append(
+                {
+                    "symbol": o.symbol,
+                    "side": side,
+                    "qty": str(o.qty),
+                    "client_order_id": coid,
+                    "status": o.status,
+                }
+            )
+        return done
+
     async def on_control(self, raw: bytes) -> None:
-        """Handle ``kill`` (refuse new orders + cancel all), ``halt`` (refuse new orders,
-        leave the open ones working) and ``resume`` from the daemon."""
+        """Handle ``kill`` (refuse new orders + cancel all [+ flatten]), ``halt`` (refuse
+        new orders, leave the open ones working) and ``resume`` from the daemon."""
         cmd = unpack(raw)
         if cmd.get("cmd") == "halt":
             if self.halted_by != "kill_switch":
@@ -454,9 +509,12 @@ class Execution:
             self.push_status()
         elif cmd.get("cmd") == "kill":
             self.halted_by = "kill_switch"
-            remaining = await self.cancel_everything(f"kill: {cmd.get('reason', '')}")
+            reason = f"kill: {cmd.get('reason', '')}"
+            kill_id = str(cmd.get("kill_id", ""))
+            remaining = await self.cancel_everything(reason)
+            self.flattened = await self.flatten(kill_id, reason) if cmd.get("flatten") else None
             self.broker_open_orders = remaining  # before the ack: one snapshot carries both
-            self.kill_ack = str(cmd.get("kill_id", ""))
+            self.kill_ack = kill_id
             self.log.warning("killed", open_orders_left=remaining, by=cmd.get("by"))
             self.push_status()
         elif cmd.get("cmd") == "fills":  # missed fills found by a reconciliation
@@ -465,6 +523,35 @@ class Execution:
         elif cmd.get("cmd") == "resume":
             self.halted_by = ""
             self.push_status()
+        elif cmd.get("cmd") == "set_limits":
+            try:
+                self.limits = RiskLimits.model_validate(cmd["limits"])
+            except ValueError as e:  # validated by the daemon first
+                self.log.error("set_limits_failed", error=str(e))
+
+    async def publish_account(self, every_s: float = 1.0, idle_s: float = 10.0) -> None:
+        """Publish the broker account's equity and buying power (USD) to the engine's
+        risk gate: within ``every_s`` of a fill, and every ``idle_s`` anyway."""
+        last = 0.0
+        while True:
+            now = time.monotonic()
+            if self.account_stale or now - last >= idle_s:
+                self.account_stale = False
+                last = now
+                try:
+                    acct = await self.rest.account()
+                    self.events.send(
+                        pack(
+                            {
+                                "event": "account",
+                                "equity": acct["equity"],
+                                "buying_power": acct["buying_power"],
+                            }
+                        )
+                    )
+                except (TemporaryError, OrderRejected, KeyError) as e:
+                    self.log.error("account_unavailable", error=str(e))
+            await asyncio.sleep(every_s)
 
     def push_status(self, **extra: Any) -> None:
         """Send a status snapshot to the daemon."""
@@ -477,6 +564,7 @@ class Execution:
                     "halted_by": self.halted_by,
                     "kill_ack": self.kill_ack,
                     "broker_open_orders": self.broker_open_orders,
+                    "flattened": self.flattened,
                     "stream_connected": self.stream_up.is_set(),
                     "reconnects": self.stream_up.reconnects,
                     "feed_stale": self.feed_stale,
@@ -518,6 +606,7 @@ async def _run(ctx: ComponentContext) -> None:
             asyncio.create_task(pump(ex.intents.recv_multipart, ex.on_intent)),
             asyncio.create_task(pump(ex.control.recv, ex.on_control)),
             asyncio.create_task(pump(ex.feed_state.recv_multipart, ex.on_feed_state)),
+            asyncio.create_task(ex.publish_account()),
         ]
         while not stop.is_set():
             ex.audit.service()

@@ -23,6 +23,7 @@ import requests
 import zmq
 
 from live.bus import encode_intent
+from live.config import RiskLimits
 from tests.conftest import SPY_MINUTE
 from trader import REPO_ROOT
 from trader.promote import GateResult, promote
@@ -172,9 +173,7 @@ def test_sim_session_trades_audits_kills_and_stops_cleanly(session: Session) -> 
     assert len({f["execution_id"] for f in recent}) == len(recent)
     limits = s.get("/limits")
     shipped = tomllib.loads((REPO_ROOT / "config/risk.toml").read_text())
-    assert {k: Decimal(str(v)) for k, v in limits.items()} == {
-        k: Decimal(str(v)) for k, v in shipped.items()
-    }
+    assert limits == RiskLimits.model_validate(shipped).model_dump(mode="json")
     pnl = s.get("/pnl")
     assert set(pnl) == {"realized_pnl", "unrealized_pnl", "day_pnl"}
     assert all(Decimal(v).is_finite() for v in pnl.values())
@@ -233,8 +232,17 @@ def test_sim_session_trades_audits_kills_and_stops_cleanly(session: Session) -> 
         },
     )
     assert r.status_code == 200, r.text
-    killed = s.post("/kill", {"reason": "integration test", "by": "pytest"})
+    killed = s.post("/kill", {"reason": "integration test", "by": "pytest", "flatten": True})
+    flattened = killed.pop("flattened")
     assert killed == {"halted": True, "broker_open_orders": 0, "confirmed": True}
+    # Flatten: one market order closing each position, tracked and audited.
+    assert {f["symbol"] for f in flattened} <= {"SPY"}  # the position at the kill, if any
+    assert all(f["client_order_id"].startswith("flatten-") for f in flattened)
+    s.wait(
+        lambda: requests.get(f"{sim_url}/v2/positions", headers=keys, timeout=10).json() == [],
+        60,
+        "every position closed",
+    )
     open_orders = requests.get(
         f"{sim_url}/v2/orders", headers=keys, timeout=10, params={"status": "open"}
     ).json()
@@ -278,7 +286,8 @@ def test_sim_session_trades_audits_kills_and_stops_cleanly(session: Session) -> 
         "FROM order_audit_trail WHERE client_order_id LIKE 'ema_rsi-%' "
         "GROUP BY 1"
     )
-    assert len(orders) == summary["orders_submitted"] >= 6
+    assert len(orders) + len(flattened) == summary["orders_submitted"]
+    assert len(orders) >= 6
     for coid, events in orders:
         for expected in ("intent", "risk_approved", "submitted", "accepted"):
             assert expected in events, (coid, events)
@@ -292,9 +301,18 @@ def test_sim_session_trades_audits_kills_and_stops_cleanly(session: Session) -> 
     assert Decimal(summary["positions"].get("SPY", "0")) == net
     # The forged intent never reached the broker.
     assert not s.rows("SELECT 1 FROM order_audit_trail WHERE client_order_id = 'forged-1'")
-    assert summary["orders_submitted"] == len(orders)
+    assert summary["orders_submitted"] == len(orders) + len(flattened)
+    assert engine_pos == {}  # flattened
+    flatten_rows = s.rows(
+        "SELECT client_order_id, array_agg(event_type ORDER BY id) FROM order_audit_trail "
+        "WHERE client_order_id LIKE 'flatten-%' GROUP BY 1"
+    )
+    assert len(flatten_rows) == len(flattened)
+    for coid, events in flatten_rows:
+        assert events[:3] == ["flatten", "submitted", "accepted"], (coid, events)
+        assert "fill" in events, (coid, events)
     kills = s.rows("SELECT reason, metadata FROM order_audit_trail WHERE event_type = 'kill'")
-    assert kills == [("integration test", {"by": "pytest"})]
+    assert kills == [("integration test", {"by": "pytest", "flatten": True})]
     # Microsecond UTC timestamps.
     (ts,) = s.rows("SELECT ts FROM order_audit_trail ORDER BY id LIMIT 1")[0]
     assert ts.tzinfo is not None
