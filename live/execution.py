@@ -106,6 +106,9 @@ class Execution:
         self.store = OrderStore(ctx.dsn, ctx.session_id)
         self.stream_up = CountingEvent()
         self._backfill_task: asyncio.Task[int] | None = None
+        self._in_flight = 0  # submissions between their checks and the broker's answer
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.account_stale = True
 
     @property
@@ -191,10 +194,37 @@ class Execution:
         )
         await self.submit(o, intent["order_type"], intent["time_in_force"])
 
-    async def submit(self, o: TrackedOrder, order_type: str, time_in_force: str) -> None:
+    async def submit(
+        self, o: TrackedOrder, order_type: str, time_in_force: str, *, closing: bool = False
+    ) -> None:
         """Send one order: its ``orders`` row is stored first (a crash after this point is
         settled at restart by a lookup of ``client_order_id``), then the POST, which is
-        never blindly retried. Every order of the session goes through here."""
+        never blindly retried. Every order of the session goes through here.
+
+        The kill switch is checked again just before the POST (it may have been engaged
+        while the row was stored), except for ``closing`` orders (the kill's flatten); a
+        kill waits for submissions in flight (:meth:`in_flight_done`) before it cancels.
+        """
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            await self._submit(o, order_type, time_in_force, closing)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
+
+    async def in_flight_done(self, timeout_s: float) -> bool:
+        """Wait until no submission is between its check and the broker's answer."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _submit(
+        self, o: TrackedOrder, order_type: str, time_in_force: str, closing: bool
+    ) -> None:
         coid = o.client_order_id
         self.orders[coid] = o
         common: dict[str, Any] = {
@@ -212,6 +242,13 @@ class Execution:
             o.status = "rejected"
             self._refuse(common, f"orderstore: {e}")
             self.events.send(pack({"event": "rejected", "client_order_id": coid, "reason": str(e)}))
+            return
+        if self.halted and not closing:
+            o.status = "rejected"
+            self._refuse(common, "kill_switch: engaged")
+            self.events.send(
+                pack({"event": "rejected", "client_order_id": coid, "reason": "kill_switch"})
+            )
             return
         body = {
             "symbol": o.symbol,
@@ -486,7 +523,7 @@ class Execution:
                 status="new",
                 reason=reason,
             )
-            await self.submit(o, "market", "day")
+            await self.submit(o, "market", "day", closing=True)
             done.append(
                 {
                     "symbol": o.symbol,
@@ -511,6 +548,8 @@ class Execution:
             self.halted_by = "kill_switch"
             reason = f"kill: {cmd.get('reason', '')}"
             kill_id = str(cmd.get("kill_id", ""))
+            if not await self.in_flight_done(10.0):
+                self.log.error("kill_in_flight_timeout")
             remaining = await self.cancel_everything(reason)
             self.flattened = await self.flatten(kill_id, reason) if cmd.get("flatten") else None
             self.broker_open_orders = remaining  # before the ack: one snapshot carries both

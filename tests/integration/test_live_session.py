@@ -89,7 +89,7 @@ engine_core = 1
 port = 0
 [sim]
 start = 2011-01-03
-end = 2011-01-04
+end = 2011-01-07
 speed = 3000.0
 """)
     (cfg / "risk.toml").write_text((REPO_ROOT / "config/risk.toml").read_text())
@@ -331,4 +331,5 @@ def test_sim_session_trades_audits_kills_and_stops_cleanly(session: Session) -> 
     # The kill switch survives a restart: it is persisted in risk_state.
     (state,) = s.rows("SELECT value FROM risk_state WHERE key = 'kill_switch'")[0]
     assert state["engaged"] is True
+    assert (state["by"], state["reason"], state["flatten"]) == ("pytest", "integration test", True)
     assert json.dumps(state)  # serialisable as stored
