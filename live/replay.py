@@ -11,8 +11,10 @@ the engine's own fill handler. Only the feed and the broker are replaced, by thi
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +95,9 @@ def replay_engine(
             intents = socket(zctx, zmq.PULL, bus.addr("intents"), bind=True)
             sinks = [socket(zctx, zmq.PULL, bus.addr(n), bind=True) for n in ("audit", "status")]
             eng = Engine(ctx, zctx)
+            # no broker here: an unlimited account, and bars stamped as just received, so
+            # the gate's buying-power, concentration and stale-data controls stay neutral
+            eng.gate.set_account(math.inf, math.inf)
             orders = []
             open_orders: list[tuple[str, float]] = []
             for i in range(len(rec)):
@@ -113,7 +118,14 @@ def replay_engine(
                     )
                 open_orders.clear()
                 sent = eng.counts["intents"]
-                bar = (int(r["ts_event"]), 0, r["open"], r["high"], r["low"], r["close"])
+                bar = (
+                    int(r["ts_event"]),
+                    time.time_ns(),
+                    r["open"],
+                    r["high"],
+                    r["low"],
+                    r["close"],
+                )
                 eng.on_bar(BAR_STRUCT.pack(*bar, r["volume"]))
                 for _ in range(eng.counts["intents"] - sent):  # wait for what was sent
                     if not intents.poll(RECV_TIMEOUT_MS):

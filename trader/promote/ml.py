@@ -160,11 +160,18 @@ def promote_ml(
         max_order_notional=10**9,
         min_order_value=0,
         max_orders_per_minute=10_000,
+        max_orders_per_minute_per_symbol=10_000,
         max_position_qty=10**6,
         max_position_notional=10**9,
+        max_open_positions=10**6,
         max_open_orders=10**6,
+        max_gross_exposure=10**9,
+        max_net_exposure=10**9,
+        max_concentration=1.0,
         daily_loss_limit=10**9,
         max_intraday_drawdown=10**9,
+        price_collar_bps=10**6,
+        max_data_age_s=10**9,
     )
     with tempfile.TemporaryDirectory(prefix="stage-") as tmp:
         stage = Path(tmp)
