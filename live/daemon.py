@@ -391,8 +391,14 @@ class Daemon:
         day's peak P&L (USD).
         """
         eng = self.status.get("engine", {})
-        limits = self.cfg.risk.model_dump()
+        limits = {}  # numeric limits; a section's as "section.key"
+        for name, limit in self.cfg.risk.model_dump().items():
+            leaves = limit.items() if isinstance(limit, dict) else [("", limit)]
+            for key, v in leaves:
+                if isinstance(v, int | float | Decimal) and not isinstance(v, bool):
+                    limits[f"{name}.{key}" if key else name] = v
         positions = eng.get("positions", {})
+        exposures = [Decimal(p["qty"]) * Decimal(p["last_price"] or 0) for p in positions.values()]
         qty = max((abs(Decimal(p["qty"])) for p in positions.values()), default=Decimal(0))
         notional = max(
             (abs(Decimal(p["qty"])) * Decimal(p["last_price"]) for p in positions.values()),
@@ -411,6 +417,10 @@ class Daemon:
             "max_open_orders": len(eng.get("pending", {})),
             "daily_loss_limit": max(Decimal(0), -day_pnl).quantize(cent),
             "max_intraday_drawdown": max(Decimal(0), peak - day_pnl).quantize(cent),
+            "max_open_positions": sum(1 for e in exposures if e),
+            "max_gross_exposure": sum((abs(e) for e in exposures), Decimal(0)).quantize(cent),
+            "max_net_exposure": abs(sum(exposures, Decimal(0))).quantize(cent),
+            "var.max_var": None if eng.get("var") is None else Decimal(eng["var"]).quantize(cent),
         }
         out: dict[str, Any] = {}
         for name, limit in limits.items():

@@ -397,6 +397,7 @@ class Engine:
                     "halted_by": self.halted_by,
                     "limits": self.gate.limits.model_dump(mode="json"),
                     "circuit_breaker": self.breaker.describe() if self.breaker else None,
+                    "var": None if self.gate.limits.var is None else repr(self.gate.var()),
                     "bars": self.bars,
                     "last_bar_ts": self.last_bar_ts,
                     **self.counts,
@@ -421,7 +422,7 @@ class Engine:
                         "day_peak": self.day_peak_f,
                     },
                     "orders_last_minute": nb.orders_last_minute_nb(
-                        self.gate.recent, time.time_ns()
+                        self.gate.recent[-1], time.time_ns()
                     ),
                     "denied_by_control": self.denied_by_control,
                     "latency": self.latency.snapshot(),
