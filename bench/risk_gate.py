@@ -44,7 +44,6 @@ from live.risk import RiskGate, nb
 def _gate(var: bool) -> RiskGate:
     cfg = load_config()
     limits = cfg.risk if var else cfg.risk.model_copy(update={"var": None})
-    limits = limits.model_copy(update={"max_orders_per_minute": 10_000})
     gate = RiskGate(limits, (cfg.symbol,))
     gate.set_account(100_000.0, 100_000.0)
     gate.update_price(0, 127.0, time.time_ns())
@@ -184,7 +183,7 @@ async def bench_kill(trials: int, orders: int, tmp: Path) -> list[float]:
 def main() -> None:
     """Run both benchmarks and print the figures."""
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--checks", type=int, default=200_000)
+    p.add_argument("--checks", type=int, default=100_000)
     p.add_argument("--trials", type=int, default=20)
     p.add_argument("--orders", type=int, default=50)
     a = p.parse_args()

@@ -140,5 +140,5 @@ def test_panel_shows_positions_and_pnl_and_its_kill_switch_cancels_everything(
     )
     assert resting["status"] == "canceled"
     kills = s.rows("SELECT reason, metadata FROM order_audit_trail WHERE event_type = 'kill'")
-    assert kills == [("LivePanel kill switch", {"by": "LivePanel"})]
+    assert kills == [("LivePanel kill switch", {"by": "LivePanel", "flatten": False})]
     assert SCREENSHOT.stat().st_size > 10_000
