@@ -35,6 +35,13 @@ max_position_notional = 10000000
 max_open_orders = 100
 daily_loss_limit = 1000000
 max_intraday_drawdown = 1000000
+max_orders_per_minute_per_symbol = 10000
+max_open_positions = 100
+max_gross_exposure = 10000000
+max_net_exposure = 10000000
+max_concentration = 1.0
+price_collar_bps = 10000
+max_data_age_s = 3600
 """
 
 
