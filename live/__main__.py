@@ -65,6 +65,31 @@ def _audit_replay(cfg_dir: Path, broker_url: str | None) -> int:
     return 0 if not broker_url or all(r["match"] for r in rows) else 1
 
 
+def _changes(pairs: list[str]) -> dict[str, Any]:
+    """``["max_position_qty=800", ...]`` -> ``{"max_position_qty": "800", ...}``; a value
+    in JSON object, array or null syntax is decoded (risk.toml sections), any other
+    stays a string so that decimals keep their exact digits.
+
+    Raises
+    ------
+    ConfigurationError
+        If an item is not ``NAME=VALUE`` or its JSON does not parse.
+    """
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ConfigurationError(f"--set {pair!r}: expected NAME=VALUE")
+        if value[:1] in ("{", "[") or value == "null":
+            try:
+                out[name] = json.loads(value)
+            except json.JSONDecodeError as e:
+                raise ConfigurationError(f"--set {name}: bad JSON: {e}") from None
+        else:
+            out[name] = value
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run the command; returns the exit code."""
     p = argparse.ArgumentParser(prog="python -m live", description=__doc__)
@@ -104,7 +129,18 @@ def main(argv: list[str] | None = None) -> int:
     halt.add_argument("--by", default="cli")
     resume = sub.add_parser("resume", help="release the kill switch and the halt")
     resume.add_argument("--by", default="cli")
-    sub.add_parser("limits", help="print each risk limit with its current utilisation")
+    limits = sub.add_parser(
+        "limits",
+        help="print each risk limit with its utilisation, or change some (--set)",
+    )
+    limits.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="change a limit for this session (PUT /limits); repeatable",
+    )
+    limits.add_argument("--by", default="cli")
     a = p.parse_args(argv)
     try:
         if a.cmd == "run":
@@ -143,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
                 {"reason": a.__dict__.get("reason"), "by": a.__dict__.get("by")},
             ),
             "resume": ("/resume", "POST", {"by": a.__dict__.get("by")}),
-            "limits": ("/risk", "GET", None),
+            "limits": ("/limits", "PUT", {"limits": _changes(a.set), "by": a.by})
+            if a.__dict__.get("set")
+            else ("/risk", "GET", None),
         }[a.cmd]
         client = ControlClient.from_config(a.config_dir)
         print(json.dumps(asyncio.run(client.request(method, path, body)), indent=2))
@@ -159,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     except ControlError as e:
         print(str(e), file=sys.stderr)
-        return 4
+        return 5
 
 
 if __name__ == "__main__":

@@ -20,6 +20,10 @@ path               verb  answer
 ``/pnl``           GET   realized, unrealized and day P&L (USD, Decimal strings)
 ``/pnl/history``   GET   P&L points of the last hour (``ts``/``bar_ts`` ns UTC, USD)
 ``/limits``        GET   the risk limits in force (``config/risk.toml``)
+``/limits``        PUT   change some limits for this session; body ``{"limits": {name:
+                         value, ...}, "by": str}``; validated as a whole (400 naming
+                         the key otherwise), put in force by the gate and audited as
+                         ``risk_limits``; answers the limits now in force
 ``/risk``          GET   each limit, its current value and utilisation (value / limit)
 ``/kill``          POST  stop new orders and cancel every open order; body
                          ``{"reason": str, "by": str, "flatten": bool}``; answers when
@@ -46,6 +50,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from live.metrics import StatusCollector
+from trader.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from live.daemon import Daemon
@@ -118,6 +123,21 @@ def make_control_app(daemon: Daemon, token: str) -> web.Application:
     async def limits(_: web.Request) -> web.Response:
         return web.json_response(daemon.cfg.risk.model_dump(mode="json"))
 
+    async def put_limits(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("limits"), dict):
+            return web.json_response(
+                {"error": 'body must be {"limits": {name: value, ...}, "by": str}'}, status=400
+            )
+        try:
+            result = await daemon.set_limits(body["limits"], str(body.get("by", "api")))
+        except ConfigurationError as e:
+            return web.json_response({"error": str(e)}, status=400)
+        return web.json_response(result)
+
     async def risk(_: web.Request) -> web.Response:
         return web.json_response(daemon.risk_report())
 
@@ -153,6 +173,7 @@ def make_control_app(daemon: Daemon, token: str) -> web.Application:
             web.get("/pnl", pnl),
             web.get("/pnl/history", pnl_history),
             web.get("/limits", limits),
+            web.put("/limits", put_limits),
             web.get("/risk", risk),
             web.post("/kill", kill),
             web.post("/halt", halt),

@@ -32,6 +32,7 @@ ENDPOINTS = (
     ("GET", "/pnl"),
     ("GET", "/pnl/history"),
     ("GET", "/limits"),
+    ("PUT", "/limits"),
     ("GET", "/risk"),
     ("POST", "/kill"),
     ("POST", "/halt"),
@@ -192,6 +193,42 @@ def test_halt_stops_new_orders_and_leaves_open_ones_then_resume(session: Session
     )
     (state,) = s.rows("SELECT value FROM risk_state WHERE key = 'halt'")[0]
     assert state["engaged"] is False
+
+
+def test_put_limits_validates_applies_and_audits(session: Session) -> None:
+    s = session
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    before = s.get("/limits")
+    for body, needle in (
+        ({"limits": {"max_position_qty": -5}}, "max_position_qty"),
+        ({"limits": {"no_such_limit": 1}}, "no_such_limit"),
+        ({"max_position_qty": 5}, "body must be"),
+    ):
+        r = requests.put(s.url + "/limits", json=body, headers=auth, timeout=10)
+        assert r.status_code == 400, (body, r.text)
+        assert needle in r.json()["error"]
+    assert s.get("/limits") == before  # a refused change changes nothing
+
+    new = int(before["max_position_qty"]) - 100
+    result = cli(s, "limits", "--set", f"max_position_qty={new}", "--by", "pytest")
+    assert int(result["max_position_qty"]) == new
+    assert int(s.get("/limits")["max_position_qty"]) == new
+    assert Decimal(s.get("/risk")["limits"]["max_position_qty"]["limit"]) == new
+    audited = s.wait(
+        lambda: s.rows("SELECT metadata FROM order_audit_trail WHERE event_type = 'risk_limits'"),
+        10,
+        "the limit change audited",
+    )
+    assert audited[-1][0]["by"] == "pytest"
+    assert int(audited[-1][0]["limits"]["max_position_qty"]) == new
+    restored = requests.put(
+        s.url + "/limits",
+        json={"limits": {"max_position_qty": before["max_position_qty"]}, "by": "pytest"},
+        headers=auth,
+        timeout=10,
+    )
+    assert restored.status_code == 200
+    assert s.get("/limits") == before
 
 
 def test_logs_follow_an_order_from_tick_to_fill(session: Session) -> None:
