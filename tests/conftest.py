@@ -35,7 +35,8 @@ LOB_DIR = REPO_ROOT / "data/lob"
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:
     """DSN of a running Postgres server: ``DATABASE_URL`` or an embedded one under
-    ``.var/test`` on port ``TRADER_TEST_PG_PORT`` (default 56433; set it to run two
+    ``.var/test`` on port ``TRADER_TEST_PG_PORT`` (default 25433: below Linux's ephemeral
+    range, where the simulator and daemons pick their free ports; set it to run two
     checkouts' tests side by side), started once per test session, stopped at the end."""
     dsn = os.environ.get("DATABASE_URL")
     if dsn:
@@ -43,7 +44,7 @@ def pg_server() -> Iterator[str]:
         return
     from live.db import EmbeddedPostgres
 
-    pg = EmbeddedPostgres(VAR / "test", port=int(os.environ.get("TRADER_TEST_PG_PORT", "56433")))
+    pg = EmbeddedPostgres(VAR / "test", port=int(os.environ.get("TRADER_TEST_PG_PORT", "25433")))
     pg.start()
     yield pg.dsn
     pg.stop()
