@@ -228,6 +228,12 @@ class Daemon:
                 "--cash",
                 str(sim.initial_cash),
             ]
+            # The simulator is a new process each run; its account starts with the
+            # position the database remembers, as an Alpaca paper account keeps its
+            # positions between sessions (otherwise reconciliation finds a break).
+            held = restore(self.dsn).ledger.positions.get(self.cfg.symbol)
+            if held is not None and held.qty != 0:
+                cmd += ["--position-qty", str(held.qty), "--cost-basis", str(held.cost_basis)]
             log = open(self.cfg.var_dir / "log" / "sim.log", "ab")  # noqa: SIM115
             self._sim = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

@@ -37,6 +37,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[SimConfig, str, int]:
     p.add_argument("--end", type=date.fromisoformat, help="last New York date (inclusive)")
     p.add_argument("--speed", type=float, help="market seconds per wall second")
     p.add_argument("--cash", type=Decimal, help="initial cash, USD")
+    p.add_argument("--position-qty", type=Decimal, help="signed shares held at the start")
+    p.add_argument("--cost-basis", type=Decimal, help="signed USD paid for those shares")
     p.add_argument("--autostart", action="store_true", help="replay without waiting for bars")
     p.add_argument("--fault-latency", type=float, help="seconds added to every REST request")
     p.add_argument("--fault-5xx", type=float, help="share of REST requests refused with 503")
@@ -54,6 +56,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[SimConfig, str, int]:
         "end": a.end,
         "speed": a.speed,
         "initial_cash": a.cash,
+        "initial_position_qty": a.position_qty,
+        "initial_cost_basis": a.cost_basis,
         "autostart": a.autostart or None,
         "fault_latency_s": a.fault_latency,
         "fault_5xx_rate": a.fault_5xx,

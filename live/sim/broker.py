@@ -404,6 +404,24 @@ class SimBroker:
         self.activities: list[tuple[int, dict[str, Any]]] = []
 
     # -- account ---------------------------------------------------------------------
+    def open_position(self, qty: Decimal, cost_basis: Decimal) -> None:
+        """Start the account holding ``qty`` signed shares bought for ``cost_basis``
+        signed USD, paid from cash (a paper account carried over from an earlier session).
+
+        Raises
+        ------
+        ValueError
+            If the account has traded already, or ``qty`` and ``cost_basis`` disagree in sign.
+        """
+        if self._orders:
+            raise ValueError("open_position: the account has traded already")
+        if qty * cost_basis < 0 or (qty == 0) != (cost_basis == 0):
+            raise ValueError(f"open_position: qty {qty} and cost basis {cost_basis} disagree")
+        self.position_qty = qty
+        self.cost_basis = self._day_cost = cost_basis
+        self.cash -= cost_basis
+        self.last_equity = self.equity
+
     @property
     def market_value(self) -> Decimal:
         """Signed market value of the position at the last price, USD."""

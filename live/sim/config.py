@@ -27,6 +27,11 @@ class SimConfig(BaseModel):
         Market seconds per wall second (> 0): one 1-minute bar every ``60 / speed`` s.
     initial_cash : Decimal
         Starting cash of the paper account, USD (> 0).
+    initial_position_qty, initial_cost_basis : Decimal
+        A position the account holds at the start: signed shares of ``symbol`` and the
+        signed USD paid for them (deducted from ``initial_cash``). The daemon passes the
+        position its database remembers, as an Alpaca paper account keeps its positions
+        from one session to the next.
     autostart : bool
         Start the replay when the server starts instead of on the first market-data
         subscription to bars.
@@ -60,6 +65,8 @@ class SimConfig(BaseModel):
     end: date = date(2011, 1, 31)
     speed: float = 200.0
     initial_cash: Decimal = Decimal("100000")
+    initial_position_qty: Decimal = Decimal(0)
+    initial_cost_basis: Decimal = Decimal(0)
     autostart: bool = False
     fault_latency_s: float = Field(0.0, ge=0.0)
     fault_5xx_rate: float = Field(0.0, ge=0.0, le=1.0)

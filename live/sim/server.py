@@ -242,6 +242,7 @@ class SimState:
             reference_price=to_decimal(float(before)),
             now_ns=int(self.ts[self.first]),
         )
+        self.broker.open_position(config.initial_position_qty, config.initial_cost_basis)
         key, secret = os.environ.get("APCA_API_KEY_ID"), os.environ.get("APCA_API_SECRET_KEY")
         self.credentials = (key, secret) if key and secret else None
         self.trade_clients: set[_Conn] = set()

@@ -346,3 +346,23 @@ def test_json_parses_with_alpaca_py_models() -> None:
     assert Order(**b.get_order(fill["order"]["id"])).status == "filled"
     assert Position(**b.position("SPY")).qty == "2"
     assert TradeAccount(**b.account()).cash == "99800"
+
+
+def test_account_carried_over_holds_its_position_and_cost() -> None:
+    """A simulator restarted by the daemon starts with the position its database holds:
+    the position, its cost paid from cash, and selling it realizes P&L against that cost."""
+    b = make_broker(cash="100000", ref="100")
+    b.open_position(Decimal(100), Decimal("12747"))
+    (pos,) = b.positions()
+    Position(**pos)  # Alpaca's shape, as alpaca-py parses it
+    assert (pos["qty"], pos["cost_basis"]) == ("100", "12747")
+    assert Decimal(b.account()["cash"]) == Decimal("100000") - Decimal("12747")
+    submit(b, "sell", 100)
+    bar(b, 1, 130.0, 130.0, 130.0, 130.0)
+    assert b.positions() == []
+    assert b.realized_pl == Decimal(100) * (Decimal(130) - Decimal("127.47"))
+    assert Decimal(b.account()["cash"]) == Decimal("100000") - Decimal("12747") + Decimal(13000)
+    with pytest.raises(ValueError, match="traded already"):
+        b.open_position(Decimal(1), Decimal(1))
+    with pytest.raises(ValueError, match="disagree"):
+        make_broker().open_position(Decimal(-5), Decimal(500))
