@@ -74,3 +74,40 @@ def database(pg_server: str) -> Iterator[str]:
 def spy_minute_path() -> Path:
     """The real SPY 1-minute bars of January 2011."""
     return SPY_MINUTE
+
+
+def write_sim_config(
+    root: Path,
+    models: Path,
+    strategy: str,
+    version: str,
+    *,
+    start: str,
+    end: str,
+    speed: float,
+    risk_toml: str | None = None,
+) -> Path:
+    """Write ``root/config/{live,risk}.toml`` for a ``sim`` daemon trading ``strategy``
+    ``version`` from ``models`` on the SPY bars of ``start``..``end`` (New York dates) at
+    ``speed`` market seconds per wall second, run-time folder ``root/var``, control API on
+    a free port; ``risk_toml`` defaults to the shipped ``config/risk.toml``. Returns the
+    config folder."""
+    cfg = root / "config"
+    cfg.mkdir()
+    (cfg / "live.toml").write_text(f"""
+mode = "sim"
+strategy = "{strategy}"
+strategy_version = "{version}"
+symbol = "SPY"
+models_dir = "{models}"
+var_dir = "{root / "var"}"
+engine_core = 1
+[control]
+port = 0
+[sim]
+start = {start}
+end = {end}
+speed = {speed}
+""")
+    (cfg / "risk.toml").write_text(risk_toml or (REPO_ROOT / "config/risk.toml").read_text())
+    return cfg

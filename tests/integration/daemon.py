@@ -14,7 +14,7 @@ from typing import Any
 
 import requests
 
-from tests.conftest import SPY_MINUTE, fresh_database
+from tests.conftest import SPY_MINUTE, fresh_database, write_sim_config
 from tests.integration.test_live_session import KEY_ID, PARAMS, SECRET, TOKEN, Session
 from trader import REPO_ROOT
 from trader.promote import GateResult, promote
@@ -31,24 +31,7 @@ def run_daemon(root: Path, server_dsn: str, end: str, speed: float) -> Iterator[
     models = root / "models"
     promote(models, "ema_rsi", "t", PARAMS, {}, [GateResult("test", 1, ">=", 0)], [SPY_MINUTE])
     var = root / "var"
-    cfg = root / "config"
-    cfg.mkdir()
-    (cfg / "live.toml").write_text(f"""
-mode = "sim"
-strategy = "ema_rsi"
-strategy_version = "t"
-symbol = "SPY"
-models_dir = "{models}"
-var_dir = "{var}"
-engine_core = 1
-[control]
-port = 0
-[sim]
-start = 2011-01-03
-end = {end}
-speed = {speed}
-""")
-    (cfg / "risk.toml").write_text((REPO_ROOT / "config/risk.toml").read_text())
+    cfg = write_sim_config(root, models, "ema_rsi", "t", start="2011-01-03", end=end, speed=speed)
     with fresh_database(server_dsn) as dsn:
         env = {
             **os.environ,

@@ -24,7 +24,7 @@ import zmq
 
 from live.bus import encode_intent
 from live.config import RiskLimits
-from tests.conftest import SPY_MINUTE
+from tests.conftest import SPY_MINUTE, write_sim_config
 from trader import REPO_ROOT
 from trader.promote import GateResult, promote
 
@@ -75,24 +75,9 @@ def session(tmp_path: Path, database: str) -> Iterator[Session]:
     models = tmp_path / "models"
     promote(models, "ema_rsi", "t", PARAMS, {}, [GateResult("test", 1, ">=", 0)], [SPY_MINUTE])
     var = tmp_path / "var"
-    cfg = tmp_path / "config"
-    cfg.mkdir()
-    (cfg / "live.toml").write_text(f"""
-mode = "sim"
-strategy = "ema_rsi"
-strategy_version = "t"
-symbol = "SPY"
-models_dir = "{models}"
-var_dir = "{var}"
-engine_core = 1
-[control]
-port = 0
-[sim]
-start = 2011-01-03
-end = 2011-01-07
-speed = 3000.0
-""")
-    (cfg / "risk.toml").write_text((REPO_ROOT / "config/risk.toml").read_text())
+    cfg = write_sim_config(
+        tmp_path, models, "ema_rsi", "t", start="2011-01-03", end="2011-01-07", speed=3000.0
+    )
     env = {
         **os.environ,
         "DATABASE_URL": database,

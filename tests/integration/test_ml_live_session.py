@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from live.replay import backtest_orders, order_parity
-from tests.conftest import SPY_MINUTE
+from tests.conftest import SPY_MINUTE, write_sim_config
 from trader import REPO_ROOT
 from trader.data import load_minute_bars
 from trader.ml import build_dataset, model_signal
@@ -52,26 +52,18 @@ def test_daemon_trading_the_ml_artefact_sends_the_backtesters_orders(
     shutil.copytree(REPO_ROOT / "models/ml_threshold/1", models / "ml_threshold/1")
     art = load_artefact(models, "ml_threshold", "1")
     assert art.model_path is not None
-    cfg = tmp_path / "config"
-    cfg.mkdir()
-    (cfg / "live.toml").write_text(f"""
-mode = "sim"
-strategy = "ml_threshold"
-strategy_version = "1"
-symbol = "SPY"
-models_dir = "{models}"
-var_dir = "{tmp_path / "var"}"
-engine_core = 1
-[control]
-port = 0
-[sim]
-start = {DAY}
-end = {DAY}
-speed = 6000.0
-""")
     # Loose limits: the replay compresses a day into seconds, so the wall-clock order rate
     # limit of config/risk.toml would deny orders the backtester (no risk gate) places.
-    (cfg / "risk.toml").write_text(LOOSE_RISK)
+    cfg = write_sim_config(
+        tmp_path,
+        models,
+        "ml_threshold",
+        "1",
+        start=DAY,
+        end=DAY,
+        speed=6000.0,
+        risk_toml=LOOSE_RISK,
+    )
     env = {**os.environ, "DATABASE_URL": database, "TRADER_CONTROL_TOKEN": "t"}
     env.pop("APCA_API_KEY_ID", None)
     env.pop("APCA_API_SECRET_KEY", None)
