@@ -129,6 +129,7 @@ class Daemon:
         self.log = setup_logging("daemon", cfg.var_dir)
         self.status: dict[str, dict[str, Any]] = {}
         self.halted_by = ""  # "kill_switch", "halt" or "" (trading)
+        self._persisted_day = ""  # the session of the day record last stored
         self.pnl_history: deque[dict[str, Any]] = deque(maxlen=PNL_HISTORY)
         self.control_url = ""
         self.summary: dict[str, Any] = {}
@@ -295,6 +296,8 @@ class Daemon:
                 self.log.error("malformed_status", error=str(e))
                 continue
             self.status[snap["component"]] = snap
+            if snap["component"] == "engine":
+                self._persist_engine_state(snap)
 
     async def _read_exec(self, sub: zmq.asyncio.Socket, bar: tqdm[Any]) -> None:
         while True:
@@ -795,10 +798,22 @@ class Daemon:
                         for s, p in eng.get("positions", {}).items()
                     ],
                 )
-            if eng.get("day", {}).get("utc_day", -1) >= 0:
-                persist(self.dsn, DAY_KEY, eng["day"])
         except psycopg.Error as e:
             self.log.error("snapshot_failed", error=str(e))
+        self._persist_engine_state(eng, every=True)
+
+    def _persist_engine_state(self, eng: dict[str, Any], *, every: bool = False) -> None:
+        """Store the engine's day record (``DAY_KEY``) from its status snapshot ``eng``:
+        at once when the session changes, otherwise (the peak moves on every bar) only
+        with ``every`` (the position snapshots' schedule and the stop)."""
+        day = eng.get("day") or {}
+        if not day.get("session") or not (every or day["session"] != self._persisted_day):
+            return
+        try:
+            persist(self.dsn, DAY_KEY, day)
+            self._persisted_day = day["session"]
+        except psycopg.Error as e:
+            self.log.error("persist_failed", key=DAY_KEY, error=str(e))
 
     def request_stop(self, reason: str) -> None:
         """Ask the session to stop (idempotent)."""

@@ -6,6 +6,10 @@ plus pending orders, passes it through the :class:`~live.risk.RiskGate`, signs a
 intents and pushes them to execution. Audit events are emitted *after* the intent is
 sent, and only appended to a list there; they leave as one batch after the bar is
 handled (:meth:`live.audit.AuditEmitter.flush`).
+The day's P&L (daily loss limit, intraday drawdown, circuit breaker) is counted from a
+baseline taken at the first bar at or after each XNYS session's open (9:30 New York;
+holidays and daylight saving from the calendar): one integer comparison per bar against
+the next open, recomputed only when crossed.
 The process pins itself to ``engine_core`` and compiles (or loads from the numba cache)
 the kernel before it subscribes to market data.
 """
@@ -31,6 +35,7 @@ from live.config import RiskLimits
 from live.context import ComponentContext
 from live.ledger import Ledger
 from live.logs import setup_logging
+from live.market_hours import session_of, session_opens
 from live.metrics import LatencyRecorder
 from live.risk import RiskGate, nb
 from live.risk.breaker import CircuitBreaker, Transition
@@ -44,7 +49,6 @@ from trader.strategy.nb import order_qty_nb
 
 LATENCY_WINDOW = 4096
 RECENT_FILLS = 100
-DAY_NS = 86_400_000_000_000
 
 
 class Engine:
@@ -63,6 +67,7 @@ class Engine:
             art.spec.new_state(), self.params, 100.0, np.nan
         )  # compile/load before trading
         order_qty_nb(1.0, 0.0, 0.0)
+        session_opens()  # the XNYS calendar, built before trading
         # the model's per-bar signal (streaming features -> ONNX), for strategies that need it
         self.model = ModelSignal(art.model_path) if art.model_path is not None else None
         self.symbol = cfg.symbol
@@ -87,17 +92,26 @@ class Engine:
         self.seq = 0
         self.bars = 0
         self.last_bar_ts = 0
-        self.utc_day = -1
+        # The day of the day's P&L is the XNYS session (live.market_hours.session_of): the
+        # first bar at or after next_open_ns starts a new one. Before any bar (and with
+        # no restored day) next_open_ns is 0, so the first bar starts the day.
+        self.session = ""
+        self.session_open_ns = self.next_open_ns = 0
         self.day_start_pnl = Decimal(0)
         self.coid_prefix = f"{art.strategy}-{ctx.session_id[:8]}-"
         self.position_f = self.pending_f = self.cost_f = self.realized_f = 0.0
         self.day_start_f = self.day_peak_f = 0.0
         day = ctx.restored.get("day") or {}
-        if day:  # the same session day resumes with its baseline and peak
-            self.utc_day = int(day["utc_day"])
+        if day.get("session"):  # its session resumes with its baseline and peak
+            self.session = day["session"]
+            self.session_open_ns = int(day["open_ns"])
+            self.next_open_ns = session_of(self.session_open_ns).next_open_ns
             self.day_start_pnl = Decimal(day["day_start_pnl"])
             self.day_start_f = float(self.day_start_pnl)
             self.day_peak_f = float(day.get("day_peak", 0.0))
+        # a status push right after the bar (a new day, a breaker transition) instead of
+        # at the next 0.25 s tick, so the daemon persists it promptly
+        self.status_due = False
         self.last_denial: tuple[float, str] | None = None
         self.counts = {"intents": 0, "denied": 0, "fills": 0}
         self.denied_by_control: dict[str, int] = {}
@@ -118,14 +132,17 @@ class Engine:
         """Realized + unrealized P&L since the session start, USD."""
         return self.ledger.realized_pnl + self.ledger.unrealized_pnl
 
-    def _roll_day(self, utc_day: int) -> None:
-        # Regular-session bars (13:30-21:00 UTC) share the UTC and New York dates, so the
-        # UTC day number changes exactly once per session, before its first bar. The
-        # baseline is the P&L at the previous session's last mark.
-        self.utc_day = utc_day
+    def _roll_day(self, ts_event: int) -> None:
+        """Start the day of the XNYS session opened at or before ``ts_event`` (the first
+        bar at or after its open): the baseline is the P&L at the last mark before it
+        (the previous session's close, or a later pre-market bar), the peak 0."""
+        s = session_of(ts_event)
+        self.session, self.session_open_ns, self.next_open_ns = s.date, s.open_ns, s.next_open_ns
         self.day_start_pnl = self.total_pnl
         self.day_start_f = float(self.day_start_pnl)
         self.day_peak_f = 0.0
+        self.status_due = True
+        self.log.info("new_day", session=s.date, day_start_pnl=str(self.day_start_pnl))
 
     def _configure(self, limits: RiskLimits) -> None:
         """Set up the circuit breaker and the stops for ``limits`` (start, PUT /limits)."""
@@ -143,6 +160,7 @@ class Engine:
         if transition is None or self.breaker is None:
             return
         self.gate.breaker = self.breaker.state
+        self.status_due = True
         self.audit.emit(
             "circuit_breaker",
             status=transition.after,
@@ -173,9 +191,8 @@ class Engine:
         """Run the strategy and the risk gate on one bar; send the intent, if any, first,
         and do the bookkeeping (Decimal ledger, audit) after."""
         ts_event, ts_recv, _o, high, low, close, volume = BAR_STRUCT.unpack(payload)
-        utc_day = ts_event // DAY_NS
-        if utc_day != self.utc_day:
-            self._roll_day(utc_day)
+        if ts_event >= self.next_open_ns:
+            self._roll_day(ts_event)
         t_step = time.perf_counter_ns()
         model = self.model
         sig = np.nan if model is None else model.update(ts_event, high, low, close, volume)
@@ -193,7 +210,7 @@ class Engine:
         if day_pnl > self.day_peak_f:
             self.day_peak_f = day_pnl
         if self.breaker is not None:
-            self._breaker(self.breaker.on_pnl(ts_event, day_pnl, utc_day))
+            self._breaker(self.breaker.on_pnl(ts_event, day_pnl, self.session_open_ns))
         gate = self.gate
         gate.update_price(0, close, ts_recv)
         if qty != 0.0:
@@ -417,7 +434,8 @@ class Engine:
                     "unrealized_pnl": str(self.ledger.unrealized_pnl),
                     "day_pnl": str(self.total_pnl - self.day_start_pnl),
                     "day": {
-                        "utc_day": self.utc_day,
+                        "session": self.session,
+                        "open_ns": self.session_open_ns,
                         "day_start_pnl": str(self.day_start_pnl),
                         "day_peak": self.day_peak_f,
                     },
@@ -471,9 +489,10 @@ def run_engine(ctx: ComponentContext) -> None:
             handlers[sock]()
         eng.audit.flush()  # after the hot path: audit events of this bar leave in one batch
         now = time.monotonic()
-        if now - last_status > 0.25:
+        if eng.status_due or now - last_status > 0.25:
             eng.audit.service()
             eng.push_status()
+            eng.status_due = False
             last_status = now
     # drain fills still in flight from execution's shutdown cancels
     deadline = time.monotonic() + 1.0

@@ -5,7 +5,8 @@ simulated time); the NYSE trading calendar of ``exchange_calendars`` (XNYS: holi
 early closes) answers when no clock has been read yet or the last reading's
 ``next_open``/``next_close`` has passed. :func:`submission_problem` encodes Alpaca's rules
 for orders outside the regular session (alpaca.md §7) so the client refuses what the
-broker would reject.
+broker would reject. :func:`session_of` tells which XNYS session a market timestamp's
+P&L day belongs to (the engine's daily P&L resets at each session's open).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
@@ -48,6 +50,60 @@ def _quiet_pandas() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", pd.errors.Pandas4Warning)
         yield
+
+
+@dataclass(frozen=True)
+class Session:
+    """One XNYS session seen as a P&L day: it starts at its open and lasts until the next
+    session's open (pre-market bars belong to the session before).
+
+    Attributes
+    ----------
+    date : str
+        The session's New York date, ISO (``"2011-01-18"``).
+    open_ns : int
+        Its regular-session open, ns since the epoch UTC (09:30 New York).
+    next_open_ns : int
+        The next session's open (after weekends and holidays), ns since the epoch UTC.
+    """
+
+    date: str
+    open_ns: int
+    next_open_ns: int
+
+
+@cache
+def session_opens() -> tuple[np.ndarray, tuple[str, ...]]:
+    """Every XNYS session's open (int64 ns since the epoch UTC, ascending) and its New
+    York date (ISO), built once per process (call it before trading: about a second)."""
+    with _quiet_pandas():
+        opens = nyse_calendar().opens
+    return opens.dt.as_unit("ns").array.asi8, tuple(opens.index.strftime("%Y-%m-%d"))
+
+
+def session_of(ts_ns: int) -> Session:
+    """The XNYS session whose P&L day contains ``ts_ns``: the last one opened at or before
+    it (opens, holidays and daylight saving from ``exchange_calendars``).
+
+    Parameters
+    ----------
+    ts_ns : int
+        Market time, ns since the epoch UTC (a bar's ``ts_event``).
+
+    Raises
+    ------
+    ValueError
+        ``ts_ns`` is before the calendar's first open or after its last session's open
+        (the calendar covers about 20 years back and 1 year ahead).
+    """
+    opens, dates = session_opens()
+    i = int(np.searchsorted(opens, ts_ns, side="right")) - 1
+    if not 0 <= i < len(opens) - 1:
+        raise ValueError(
+            f"{pd.Timestamp(ts_ns, tz='UTC')} is outside the XNYS calendar's sessions "
+            f"({dates[0]} to {dates[-1]})"
+        )
+    return Session(dates[i], int(opens[i]), int(opens[i + 1]))
 
 
 def _ns(value: str) -> int:

@@ -5,8 +5,9 @@ and the open orders of earlier sessions.
 Positions are rebuilt by applying every stored fill, in time order, to a fresh
 :class:`~live.ledger.Ledger` (the same FIFO code the engine runs), so the restored book
 equals the book the engine had, to the cent, whatever it was killed by. The day's P&L
-baseline is the one the engine last reported (``risk_state`` key ``day_pnl``), used only
-if it belongs to the same session day.
+baseline and peak are the ones the engine last reported (``risk_state`` key ``day_pnl``,
+with the XNYS session they belong to): a restart in the same session keeps them, the
+first bar at or after a later session's open resets them.
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ class RestoredState:
     kill : dict
         The persisted kill-switch record (reason, by, session_id), or empty.
     day : dict
-        ``{"utc_day": int, "day_start_pnl": str}`` last reported by the engine, or empty.
+        ``{"session": "YYYY-MM-DD", "open_ns": int, "day_start_pnl": str, "day_peak":
+        float}`` last reported by the engine (the session's date and open, ns since the
+        epoch UTC; the baseline and peak P&L in USD), or empty.
     open_orders : list of dict
         ``orders`` rows not in a terminal state (earlier sessions' orders to settle).
     """
@@ -123,8 +126,14 @@ def restore(dsn: str) -> RestoredState:
 
 
 def persist(dsn: str, key: str, value: dict[str, Any]) -> None:
-    """Upsert one ``risk_state`` entry (JSON ``value``)."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    """Upsert one ``risk_state`` entry (JSON ``value``).
+
+    Raises
+    ------
+    psycopg.OperationalError
+        Postgres unreachable (within 5 s).
+    """
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
         conn.execute(
             "INSERT INTO risk_state (key, value) VALUES (%s, %s) ON CONFLICT (key) DO "
             "UPDATE SET value = EXCLUDED.value, updated_at = now()",

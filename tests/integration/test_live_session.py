@@ -17,6 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import psycopg
 import pytest
 import requests
@@ -318,3 +319,8 @@ def test_sim_session_trades_audits_kills_and_stops_cleanly(session: Session) -> 
     assert state["engaged"] is True
     assert (state["by"], state["reason"], state["flatten"]) == ("pytest", "integration test", True)
     assert json.dumps(state)  # serialisable as stored
+    # So does the day's P&L baseline, with the XNYS session it belongs to (09:30 New York).
+    (day,) = s.rows("SELECT value FROM risk_state WHERE key = 'day_pnl'")[0]
+    opened = pd.Timestamp(day["open_ns"], tz="UTC").tz_convert("America/New_York")
+    assert (opened.strftime("%Y-%m-%d"), opened.strftime("%H:%M")) == (day["session"], "09:30")
+    assert "2011-01-03" <= day["session"] <= "2011-01-07"
