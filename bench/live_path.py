@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import secrets
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 import zmq
 
 from live.bus import INTENT, Bus, decode_intent, pack, shares
-from live.config import BrokerEndpoints, load_config
+from live.config import load_config
 from live.context import ComponentContext
 from live.engine import run_engine
 from trader import REPO_ROOT
@@ -184,15 +183,7 @@ def main() -> None:
         s = ctx.socket(zmq.PULL)
         s.bind(bus.addr(name))
         sinks.append(s)
-    broker = BrokerEndpoints(
-        mode="sim",
-        trading_url="",
-        trade_stream_url="",
-        data_stream_url="",
-        key_id="",
-        secret_key="",
-    )
-    cctx = ComponentContext("bench0000session", cfg, bus, broker, "", secrets.token_bytes(32))
+    cctx = ComponentContext.offline("bench0000session", cfg, bus)
     eng = mp.get_context("spawn").Process(target=run_engine, args=(cctx,))
     eng.start()
     poller = zmq.Poller()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,21 @@ class ComponentContext:
     approval_key: bytes = field(repr=False)
     halted_by: str = ""
     restored: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def offline(cls, session_id: str, cfg: LiveConfig, bus: Bus, dsn: str = "") -> ComponentContext:
+        """A context for a process that never calls a broker (the audit writer of a test or
+        a benchmark, the engine of :func:`live.replay.replay`): ``sim`` mode, broker URLs
+        on the unroutable port 1 (a stray call fails at once), a random approval key."""
+        broker = BrokerEndpoints(
+            mode="sim",
+            trading_url="http://127.0.0.1:1",
+            trade_stream_url="ws://127.0.0.1:1/stream",
+            data_stream_url="ws://127.0.0.1:1/v2/iex",
+            key_id="offline",
+            secret_key="offline",
+        )
+        return cls(session_id, cfg, bus, broker, dsn, os.urandom(32))
 
     @property
     def halted(self) -> bool:

@@ -12,7 +12,6 @@ the engine's own fill handler. Only the feed and the broker are replaced, by thi
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ import pandas as pd
 import zmq
 
 from live.bus import Bus, decode_intent, pack, socket
-from live.config import BrokerEndpoints, LiveConfig, RiskLimits
+from live.config import LiveConfig, RiskLimits
 from live.context import ComponentContext
 from live.engine import Engine
 from live.logs import close_logging
@@ -80,16 +79,7 @@ def replay_engine(
             risk=risk,
         )
         bus = Bus(Path(tmp))
-        broker = BrokerEndpoints(
-            mode="sim",
-            trading_url="",
-            trade_stream_url="",
-            data_stream_url="",
-            key_id="",
-            secret_key="",
-        )
-        key = os.urandom(32)
-        ctx = ComponentContext("replay", cfg, bus, broker, "", key)
+        ctx = ComponentContext.offline("replay", cfg, bus)
         zctx: zmq.Context[Any] = zmq.Context()
         try:
             intents = socket(zctx, zmq.PULL, bus.addr("intents"), bind=True)
@@ -130,7 +120,7 @@ def replay_engine(
                 for _ in range(eng.counts["intents"] - sent):  # wait for what was sent
                     if not intents.poll(RECV_TIMEOUT_MS):
                         raise RuntimeError(f"replay: the intent of bar {i} never arrived")
-                    it = decode_intent(key, intents.recv_multipart())
+                    it = decode_intent(ctx.approval_key, intents.recv_multipart())
                     qty = float(it["qty"]) * (1.0 if it["side"] == "buy" else -1.0)
                     orders.append((i, int(r["ts_event"]), qty))
                     open_orders.append((it["client_order_id"], qty))

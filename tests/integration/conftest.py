@@ -19,7 +19,7 @@ from alpaca.trading.client import TradingClient
 
 from live.audit import run_writer
 from live.bus import Bus
-from live.config import BrokerEndpoints, load_config
+from live.config import load_config
 from live.context import ComponentContext
 from live.db import migrate
 from live.sim import SimConfig, SimServer
@@ -96,17 +96,9 @@ def wait_for(predicate: Callable[[], Any], what: str, timeout_s: float = 15.0) -
 
 def writer_context(dsn: str, var: Path, session_id: str = "s1") -> ComponentContext:
     """A component context for an audit writer on ``dsn`` (the broker is never called)."""
-    broker = BrokerEndpoints(
-        mode="sim",
-        trading_url="http://127.0.0.1:1",
-        trade_stream_url="ws://127.0.0.1:1/stream",
-        data_stream_url="ws://127.0.0.1:1/v2/iex",
-        key_id="k",
-        secret_key="s",
-    )
     ipc = var / "ipc"
     ipc.mkdir(parents=True, exist_ok=True)
-    return ComponentContext(session_id, load_config(var_dir=var), Bus(ipc), broker, dsn, b"k" * 32)
+    return ComponentContext.offline(session_id, load_config(var_dir=var), Bus(ipc), dsn)
 
 
 def start_writer(ctx: ComponentContext) -> Any:
