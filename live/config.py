@@ -167,7 +167,7 @@ class DatabaseConfig(BaseModel):
 
     model_config = _FROZEN
 
-    embedded_port: int = Field(55433, ge=1024, le=65535)
+    embedded_port: int = Field(25432, ge=1024, le=65535)
 
 
 class RecoveryConfig(BaseModel):

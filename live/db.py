@@ -65,7 +65,7 @@ class EmbeddedPostgres:
         message includes the tail of the server log).
     """
 
-    def __init__(self, var_dir: Path, port: int = 55433) -> None:
+    def __init__(self, var_dir: Path, port: int = 25432) -> None:
         self.var_dir = var_dir.resolve()
         self.link = self.var_dir / "pg"
         self.bin = _pg_bin()

@@ -12,8 +12,8 @@ last fault and a reconciliation:
 ``CHAOS_TRIALS`` (default 1) trials, each with seed ``CHAOS_SEED + trial`` (default seed:
 random, printed). Faults of a trial, in order: the audit writer killed (restarted by the
 daemon), the broker streams dropped, Postgres stopped for ``CHAOS_PG_DOWN_S`` seconds
-(default 3; the issue's figure: ``CHAOS_PG_DOWN_S=30``; needs the embedded test server,
-skipped with ``DATABASE_URL``), then one of engine / execution / whole daemon killed with
+(default 30, the issue's figure; needs the embedded test server, skipped with
+``DATABASE_URL``), then one of engine / execution / whole daemon killed with
 SIGKILL and the daemon restarted, drawn from the seed; ``CHAOS_FAULTS=all`` runs every
 kill in one trial, ``CHAOS_FAULTS=engine,daemon`` a chosen list.
 """
@@ -51,7 +51,7 @@ from trader.promote import GateResult, promote
 pytestmark = pytest.mark.integration
 TRIALS = int(os.environ.get("CHAOS_TRIALS", "1"))
 SEED = int(os.environ.get("CHAOS_SEED", str(random.SystemRandom().randrange(1_000_000))))
-PG_DOWN_S = float(os.environ.get("CHAOS_PG_DOWN_S", "3"))
+PG_DOWN_S = float(os.environ.get("CHAOS_PG_DOWN_S", "30"))
 TOKEN = "chaos-token"
 PARAMS = {"fast": 3, "slow": 8, "rsi_window": 5, "rsi_overbought": 90.0, "qty": 10}
 RESTARTS = ("engine", "execution", "daemon")
