@@ -4,21 +4,26 @@ them in Postgres ``order_audit_trail`` in batches, off the hot path.
 Producers (:class:`AuditEmitter`) number their events (``session_id``, ``source``,
 ``source_seq``). :meth:`AuditEmitter.emit` only appends to a list (the hot-path cost);
 :meth:`AuditEmitter.flush`, called after the hot path, sends the events as one batch:
-a msgpack array ``[session_id, source, first_seq, n_events, events]``, ``events`` a
-JSON array of :data:`WIRE_FIELDS` arrays (encoded once, by the producer, off the hot
-path). A batch stays in the producer's memory until the writer acknowledges it
-(``audit_ack`` endpoint: the writer's id and the highest ``source_seq`` stored per
-producer, after every write and every 0.25 s). When a new writer appears (a restart
-after a crash) every batch it has not acknowledged is sent again, so a writer killed
-mid-batch loses nothing; as a last resort a batch is also re-sent after
-:data:`RESEND_AFTER_S` without any acknowledgement progress.
+a msgpack array ``[session_id, source, first_seq, n_events, events, acked]``, ``events``
+a JSON array of :data:`WIRE_FIELDS` arrays (encoded once, by the producer, off the hot
+path), ``acked`` the producer's acknowledged mark when it sent the batch. A batch stays
+in the producer's memory until the writer acknowledges it (``audit_ack`` endpoint: the
+writer's id and, per producer, the ``source_seq`` up to which *every* event is stored or
+spooled, after every write and every 0.25 s; :class:`AckBook`). An acknowledgement never
+jumps a gap: a writer killed with batches in its memory leaves a hole that its successor
+does not cover by acknowledging the later batches it receives, so the producer still
+holds the lost ones, and it sends every batch not yet acknowledged again as soon as it
+sees a new writer (a restart after a crash). As a last resort a batch is also re-sent
+after :data:`RESEND_AFTER_S` without any acknowledgement progress.
 
 The writer stages the batches with a binary ``COPY`` into a temporary table (one row per
 batch: it never touches an event in Python) and inserts them with ``ON CONFLICT DO
 NOTHING`` (a re-sent event is never written twice), projecting orders, fills and
 positions in the same transaction (:mod:`live.projection`). While
 Postgres is unreachable, batches are appended to an fsynced spool file
-(``.var/spool/audit-<session>.jsonl``) and replayed, in order, when it returns. A batch
+(``.var/spool/audit-<session>.jsonl``) and replayed, in order, when it returns; a writer
+also replays the spool files that earlier sessions left behind (a daemon killed during an
+outage), before its own. A batch
 Postgres refuses for its content (a bug: an unknown event type, a malformed field) is
 kept, with the error, in ``.var/spool/rejected-<session>.jsonl`` and logged, never
 dropped, and does not hold back the others.
@@ -86,6 +91,34 @@ def wire_row(ts: int, event_type: str, fields: dict[str, Any]) -> list[Any]:
     return row
 
 
+class AckBook:
+    """The writer's acknowledgement marks: per producer, the highest ``source_seq`` up to
+    which every event has been stored or spooled.
+
+    Batches may arrive out of order or with a hole (the batches a killed writer had
+    received and not stored). A batch above the mark is remembered, and the mark moves
+    over it only once the hole below is filled, so an acknowledgement never covers a
+    lost event. ``base`` is what the producer knew as acknowledged when it sent the batch
+    (by this writer or a predecessor): everything up to it is already stored.
+    """
+
+    def __init__(self) -> None:
+        self.marks: dict[str, int] = {}
+        self._above: dict[str, list[tuple[int, int]]] = {}
+
+    def add(self, key: str, base: int, first: int, last: int) -> None:
+        """Record that events ``first..last`` of producer ``key`` are stored."""
+        mark = max(self.marks.get(key, 0), base)
+        held = sorted([*self._above.get(key, []), (first, last)])
+        self._above[key] = []
+        for lo, hi in held:
+            if lo <= mark + 1:
+                mark = max(mark, hi)
+            elif hi > mark:
+                self._above[key].append((lo, hi))
+        self.marks[key] = mark
+
+
 def staging_row(
     session_id: str, source: str, first_seq: int, rows: list[list[Any]]
 ) -> tuple[str, str, int, int, str]:
@@ -146,7 +179,9 @@ class AuditEmitter:
         pending, self._pending = self._pending, []
         first = self.seq - len(pending) + 1
         rows = [wire_row(ts, et, f) for ts, et, f in pending]
-        payload = msgpack.packb(staging_row(self.session_id, self.source, first, rows))
+        payload = msgpack.packb(
+            [*staging_row(self.session_id, self.source, first, rows), self.acked]
+        )
         if not self._unacked:
             self._sent_at = time.monotonic()
         self._unacked.append((self.seq, payload))
@@ -191,24 +226,30 @@ class AuditEmitter:
         self.ack.close()
 
 
-def decode_batch(payload: bytes) -> tuple[str, str, int, int, str]:
-    """Decode one wire batch into its staging row (the events stay JSON text).
+def decode_batch(payload: bytes) -> tuple[tuple[str, str, int, int, str], int]:
+    """Decode one wire batch into its staging row (the events stay JSON text) and the
+    producer's acknowledged mark when it sent it.
 
     Raises
     ------
     ValueError
-        If ``payload`` is not ``[session_id, source, first_seq, n_events, events]`` with
-        the types of :data:`~live.projection.STAGING_TYPES` and ``first_seq >= 1``.
+        If ``payload`` is not ``[session_id, source, first_seq, n_events, events, acked]``
+        with the types of :data:`~live.projection.STAGING_TYPES` (``acked`` an int),
+        ``first_seq >= 1`` and ``0 <= acked < first_seq``.
     """
     try:
-        session_id, source, first, n, events = msgpack.unpackb(payload)
+        session_id, source, first, n, events, acked = msgpack.unpackb(payload)
     except Exception as e:
         raise ValueError(f"malformed audit batch ({len(payload)} bytes): {e}") from e
-    types = (str, str, int, int, str)
-    got = (session_id, source, first, n, events)
-    if not all(isinstance(v, t) for v, t in zip(got, types, strict=True)) or first < 1:
-        raise ValueError(f"malformed audit batch: header {got[:4]!r}")
-    return session_id, source, first, n, events
+    types = (str, str, int, int, str, int)
+    got = (session_id, source, first, n, events, acked)
+    if (
+        not all(isinstance(v, t) for v, t in zip(got, types, strict=True))
+        or first < 1
+        or not 0 <= acked < first
+    ):
+        raise ValueError(f"malformed audit batch: header {(*got[:4], acked)!r}")
+    return (session_id, source, first, n, events), acked
 
 
 class AuditStore:
@@ -252,12 +293,19 @@ class AuditStore:
             row = cur.execute(PROJECT_SQL).fetchone()
             return int(row[0]) if row else 0
 
+    def spools(self) -> list[Path]:
+        """Spool files waiting to be replayed: those earlier sessions left behind (oldest
+        first), then this one's."""
+        others = [p for p in self.spool.parent.glob("audit-*.jsonl") if p != self.spool]
+        mine = [self.spool] if self.spool.exists() else []
+        return sorted(others, key=lambda p: p.stat().st_mtime) + mine
+
     def write(self, batches: list[tuple[Any, ...]]) -> None:
         """Store ``batches`` (after any spooled ones), or append them to the fsynced spool
         while Postgres is unreachable."""
         try:
-            if self.spool.exists():
-                self._replay_spool()
+            for path in self.spools():
+                self._replay_spool(path)
             if batches:
                 self.written += self._insert_or_reject(batches)
         except (psycopg.OperationalError, psycopg.InterfaceError):
@@ -295,10 +343,10 @@ class AuditStore:
             self.conn.close()
             self.conn = None
 
-    def _replay_spool(self) -> None:
-        lines = self.spool.read_text().splitlines()
+    def _replay_spool(self, path: Path) -> None:
+        lines = path.read_text().splitlines()
         self.written += self._insert_or_reject([tuple(json.loads(ln)) for ln in lines if ln])
-        self.spool.unlink()
+        path.unlink()
 
 
 def run_writer(ctx: ComponentContext) -> None:
@@ -322,7 +370,7 @@ def run_writer(ctx: ComponentContext) -> None:
     spool_dir = ctx.var_dir / "spool"
     spool_dir.mkdir(parents=True, exist_ok=True)
     store = AuditStore(ctx.dsn, spool_dir / f"audit-{ctx.session_id}.jsonl")
-    acks: dict[str, int] = {}
+    acks = AckBook()
     writer_id = uuid.uuid4().hex[:8]
     poller = zmq.Poller()
     poller.register(pull, zmq.POLLIN)
@@ -331,20 +379,20 @@ def run_writer(ctx: ComponentContext) -> None:
     while True:
         batches: list[tuple[Any, ...]] = []
         n_events = 0
-        seen: dict[str, int] = {}
+        received: list[tuple[str, int, int, int]] = []  # (producer, base, first, last)
         deadline = time.monotonic() + BATCH_WAIT_S
         while n_events < BATCH_ROWS and poller.poll(
             max(0, int((deadline - time.monotonic()) * 1000))
         ):
             try:
-                b = decode_batch(pull.recv())
+                b, base = decode_batch(pull.recv())
             except ValueError as e:
                 log.error("malformed_audit_batch", error=str(e))
                 continue
             batches.append(b)
             n_events += b[3]
-            seen[f"{b[0]}/{b[1]}"] = b[2] + b[3] - 1
-        if batches or store.spool.exists():
+            received.append((f"{b[0]}/{b[1]}", base, b[2], b[2] + b[3] - 1))
+        if batches or store.spools():
             rejected = store.rejected
             store.write(batches)
             if store.rejected > rejected:
@@ -354,13 +402,13 @@ def run_writer(ctx: ComponentContext) -> None:
                     kept_in=str(store.rejects),
                 )
             idle_since = time.monotonic()
-            for k, seq in seen.items():
-                acks[k] = max(acks.get(k, 0), seq)
-            if seen:
-                acks_pub.send(msgpack.packb([writer_id, acks]))
+            for key, base, first, last in received:
+                acks.add(key, base, first, last)
+            if received:
+                acks_pub.send(msgpack.packb([writer_id, acks.marks]))
         now = time.monotonic()
         if now - last_status > 0.25 or stopping:
-            acks_pub.send(msgpack.packb([writer_id, acks]))
+            acks_pub.send(msgpack.packb([writer_id, acks.marks]))
             status.send(
                 pack(
                     {
@@ -370,13 +418,13 @@ def run_writer(ctx: ComponentContext) -> None:
                         "written": store.written,
                         "spooled": store.spooled,
                         "rejected": store.rejected,
-                        "spool_pending": store.spool.exists(),
+                        "spool_pending": bool(store.spools()),
                     }
                 )
             )
             last_status = now
         # after SIGTERM keep draining until 0.5 s without events and nothing spooled
-        if stopping and now - idle_since > 0.5 and not store.spool.exists():
+        if stopping and now - idle_since > 0.5 and not store.spools():
             break
     store.close()
     log.info("stopped", written=store.written, spooled=store.spooled)

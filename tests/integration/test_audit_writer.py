@@ -7,15 +7,18 @@ import json
 import os
 import signal
 import time
+import uuid
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import psycopg
 import pytest
+import zmq
 
-from live.audit import AuditEmitter, AuditStore, staging_row, wire_row
-from live.bus import Bus
+from live.audit import AckBook, AuditEmitter, AuditStore, staging_row, wire_row
+from live.bus import Bus, socket
 from live.db import migrate
 from tests.integration.conftest import start_writer, writer_context
 
@@ -135,6 +138,79 @@ def test_writer_when_killed_mid_stream_then_nothing_lost_or_doubled(
     assert _seqs(database) == list(range(1, n + 1))
 
 
+def test_writer_when_successor_gets_batches_above_a_lost_one_then_it_waits_for_the_resend(
+    database: str, tmp_path: Path
+) -> None:
+    """The first writer dies holding batch 1-2 (and whatever else was in flight to it);
+    its successor receives the later batches first. Its acknowledgement must not cover
+    the hole (the producer would drop the lost batches): it stays below it until the
+    producer, seeing a new writer, sends them again."""
+    migrate(database)
+    ctx = writer_context(database, tmp_path)
+    zctx: zmq.Context[Any] = zmq.Context()
+    dead = socket(zctx, zmq.PULL, ctx.bus.addr("audit"), bind=True)  # takes batch 1-2 and dies
+    emitter = AuditEmitter(ctx.bus, "s1", "execution", zctx)
+    for i in range(2):
+        emitter.emit("intent", client_order_id=f"c{i + 1}", symbol="SPY")
+    emitter.flush()
+    assert dead.poll(10_000), "the first writer never got batch 1-2"
+    assert msgpack.unpackb(dead.recv())[2:4] == [1, 2]
+    dead.close(linger=0)
+    for i in range(2, 36):
+        emitter.emit("intent", client_order_id=f"c{i + 1}", symbol="SPY")
+        emitter.flush()  # queued for whoever binds next
+    writer = start_writer(ctx)
+    deadline = time.monotonic() + 60
+    while 36 not in _seqs(database, "execution") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stored = _seqs(database, "execution")
+    assert 36 in stored, stored
+    assert {1, 2}.isdisjoint(stored), stored  # the hole
+    _drain(emitter)  # sees the new writer: re-sends what it has not acknowledged
+    emitter.close()
+    writer.terminate()
+    writer.join(20)
+    zctx.term()
+    assert sorted(_seqs(database, "execution")) == list(range(1, 37))
+
+
+def test_ackbook_when_batches_out_of_order_then_mark_never_jumps_a_hole() -> None:
+    book = AckBook()
+    book.add("s/e", 0, 3, 36)
+    assert book.marks["s/e"] == 0
+    book.add("s/e", 0, 40, 41)
+    assert book.marks["s/e"] == 0
+    book.add("s/e", 0, 1, 2)
+    assert book.marks["s/e"] == 36  # 1-36 stored, 37-39 still missing
+    book.add("s/e", 36, 37, 39)
+    assert book.marks["s/e"] == 41
+    book.add("s/f", 10, 11, 12)  # a predecessor acknowledged 1-10
+    assert book.marks["s/f"] == 12
+    book.add("s/e", 0, 5, 6)  # a re-sent batch changes nothing
+    assert book.marks["s/e"] == 41
+
+
+def test_writer_when_an_earlier_session_left_a_spool_then_replayed_first(
+    database: str, tmp_path: Path
+) -> None:
+    """A daemon killed while Postgres was away leaves its session's spool; the next
+    session's writer stores it."""
+    migrate(database)
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    nowhere = "host=127.0.0.1 port=1 user=postgres dbname=nowhere"
+    old = AuditStore(nowhere, spool_dir / "audit-s0.jsonl")
+    old.write([_batch(7)[0]])
+    assert old.spooled == 7
+    store = AuditStore(database, spool_dir / f"audit-{uuid.uuid4().hex[:8]}.jsonl")
+    assert store.spools() == [old.spool]
+    store.write([_batch(3, source="daemon")[0]])
+    store.close()
+    assert store.spools() == []
+    assert _seqs(database) == list(range(1, 8))
+    assert _seqs(database, "daemon") == [1, 2, 3]
+
+
 def test_emitter_unacked_when_nothing_emitted_then_zero(tmp_path: Path) -> None:
     ipc = tmp_path / "ipc"
     ipc.mkdir()
@@ -149,7 +225,13 @@ def test_emitter_unacked_when_nothing_emitted_then_zero(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [b"\x01", b"\x95\xa1s\xa1e\x00\x01\xa2[]", b"\x95\xa1s\xa1e\x01\x01\x90"],
+    [
+        b"\x01",
+        b"\x96\xa1s\xa1e\x00\x01\xa2[]\x00",  # first_seq 0
+        b"\x96\xa1s\xa1e\x01\x01\x90\x00",  # events not a string
+        b"\x96\xa1s\xa1e\x01\x01\xa2[]\x01",  # acked at or above first_seq
+        b"\x95\xa1s\xa1e\x01\x01\xa2[]",  # no acked mark
+    ],
 )
 def test_decode_batch_when_malformed_then_value_error(bad: bytes) -> None:
     from live.audit import decode_batch
