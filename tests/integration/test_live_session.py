@@ -295,7 +295,9 @@ def test_sim_session_trades_audits_kills_and_stops_cleanly(session: Session) -> 
     )
     assert len(flatten_rows) == len(flattened)
     for coid, events in flatten_rows:
-        assert events[:3] == ["flatten", "submitted", "accepted"], (coid, events)
+        # the stream's fill may be stored before the POST's answer (accepted): both happen
+        assert events[:2] == ["flatten", "submitted"], (coid, events)
+        assert "accepted" in events, (coid, events)
         assert "fill" in events, (coid, events)
     kills = s.rows("SELECT reason, metadata FROM order_audit_trail WHERE event_type = 'kill'")
     assert kills == [("integration test", {"by": "pytest", "flatten": True})]
