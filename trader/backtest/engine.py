@@ -130,6 +130,28 @@ def _run(
         capacity = max(n_slots, capacity + 1)
 
 
+def _single_result(
+    rec: BacktestRecords,
+    close: np.ndarray,
+    position: np.ndarray,
+    index: pd.Index,
+    initial_cash: float,
+) -> BacktestResult:
+    """The result of a one-symbol run: per-event close (USD), cash, position and equity
+    on ``index``, with the order and fill records."""
+    frame = pd.DataFrame(
+        {"close": close, "cash": rec.cash, "position": position, "equity": rec.equity},
+        index=index,
+    )
+    return BacktestResult(
+        bars=frame,
+        fills=fills_frame(rec.fills),
+        initial_cash=float(initial_cash),
+        orders=orders_frame(rec.orders),
+        records=rec,
+    )
+
+
 def run_backtest(
     bars: pd.DataFrame,
     strategy: str | StrategySpec = "ema_rsi",
@@ -200,22 +222,7 @@ def run_backtest(
         fc,
     )
     rec = _run(simulate_bars_nb, args, -2, float(initial_cash), (n, 1))
-    frame = pd.DataFrame(
-        {
-            "close": cols[3][:, 0],
-            "cash": rec.cash,
-            "position": rec.position[:, 0],
-            "equity": rec.equity,
-        },
-        index=bars.index,
-    )
-    return BacktestResult(
-        bars=frame,
-        fills=fills_frame(rec.fills),
-        initial_cash=float(initial_cash),
-        orders=orders_frame(rec.orders),
-        records=rec,
-    )
+    return _single_result(rec, cols[3][:, 0], rec.position[:, 0], bars.index, initial_cash)
 
 
 def run_portfolio(
@@ -372,22 +379,8 @@ def run_quotes(
         cfg.to_array(0),
     )
     rec = _run(simulate_quotes_nb, args, -2, float(initial_cash), (n,))
-    frame = pd.DataFrame(
-        {
-            "close": 0.5 * (col["bid_price"] + col["ask_price"]),
-            "cash": rec.cash,
-            "position": rec.position,
-            "equity": rec.equity,
-        },
-        index=quotes.index,
-    )
-    return BacktestResult(
-        bars=frame,
-        fills=fills_frame(rec.fills),
-        initial_cash=float(initial_cash),
-        orders=orders_frame(rec.orders),
-        records=rec,
-    )
+    mid = 0.5 * (col["bid_price"] + col["ask_price"])
+    return _single_result(rec, mid, rec.position, quotes.index, initial_cash)
 
 
 __all__ = [
