@@ -343,15 +343,46 @@ class AlpacaREST:
         *,
         feed: str = "iex",
         limit: int | None = None,
+        sort: str = "asc",
     ) -> dict[str, list[dict[str, Any]]]:
         """``GET /v2/stocks/bars`` following ``next_page_token`` to the end (or until
-        ``limit`` bars); returns the bars of each symbol, oldest first."""
+        ``limit`` bars in all).
+
+        Parameters
+        ----------
+        symbols : list of str
+        timeframe : str
+            ``1Min``, ``1Hour``, ``1Day``, ... (Alpaca's strings).
+        start, end : str
+            RFC 3339 times or dates; bars whose start lies in ``[start, end]``.
+        feed : str
+            ``iex``, ``sip``, ...: the market-data feed (the stream's, for a warm-up).
+        limit : int, optional
+            At most this many bars in all (each page asks for what is left, <= 10,000).
+        sort : str
+            ``asc`` (oldest first) or ``desc`` (newest first, e.g. the last ``limit``
+            bars before ``end``).
+
+        Returns
+        -------
+        dict
+            The bars of each symbol in ``sort`` order, Alpaca's JSON objects (``t``,
+            ``o``, ``h``, ``l``, ``c``, ``v``, ...).
+
+        Raises
+        ------
+        TemporaryError
+            The data API stayed unreachable (or 429/5xx) through the retries.
+        OrderRejected
+            A 4xx answer (bad parameter, not authorized).
+        """
         out: dict[str, list[dict[str, Any]]] = {}
         token: str | None = None
         got = 0
         while True:
             params = {"symbols": ",".join(symbols), "timeframe": timeframe, "start": start}
             params |= {"feed": feed, "limit": str(min(10_000, (limit or 10_000 + got) - got))}
+            params["sort"] = sort
             if end is not None:
                 params["end"] = end
             if token is not None:

@@ -171,12 +171,16 @@ class DatabaseConfig(BaseModel):
 
 
 class RecoveryConfig(BaseModel):
-    """Reconciliation and snapshot schedule (``[recovery]``), seconds."""
+    """Reconciliation and snapshot schedule (``[recovery]``), seconds, and what the
+    engine does when the bar history for the strategy warm-up cannot be fetched
+    (:mod:`live.warmup`): refuse to start (``cold_start = false``, the default) or start
+    the strategy cold, logged and audited as a degraded start."""
 
     model_config = _FROZEN
 
     reconcile_interval_s: float = Field(300.0, gt=0)
     snapshot_interval_s: float = Field(60.0, gt=0)
+    cold_start: bool = False
 
 
 class LiveConfig(BaseModel):

@@ -6,9 +6,10 @@ switch restored -> the promoted artefact is verified -> the simulator (``sim`` m
 reconciliation with the broker (:mod:`live.reconcile`; a break stops the start unless
 ``accept_breaks``) and the book restored from Postgres (:mod:`live.recovery`) ->
 execution (``trade_updates`` connected) -> engine (kernel compiled, pinned, restored
-book) -> feed. Each process must report in before the next starts. During the session
-the daemon reconciles every ``[recovery] reconcile_interval_s`` and snapshots positions
-every ``snapshot_interval_s``. Shutdown runs in reverse: the feed stops first so no new
+book, strategy state rebuilt from the broker's bar history: :mod:`live.warmup`) -> feed.
+Each process must report in before the next starts. During the session the daemon
+reconciles every ``[recovery] reconcile_interval_s`` and snapshots positions every
+``snapshot_interval_s``. Shutdown runs in reverse: the feed stops first so no new
 bar arrives, execution cancels every open order, the engine takes the last fills, the
 audit writer drains, then a session summary is printed and stored. A dead audit writer
 is restarted (producers re-send what it had not stored); any other child that dies stops
@@ -657,6 +658,8 @@ class Daemon:
                     if name == "execution":  # the writer runs: reconcile before trading
                         await self._reconcile_at_start(bar)
                     await self._start_component(name, target)
+                    if name == "engine":
+                        bar.write(describe_warmup(self.status["engine"].get("warmup", {})))
                     if name == "execution":
                         exec_sub = socket(zctx, zmq.SUB, bus.addr("exec"), subscribe=b"")
                         exec_task = asyncio.create_task(self._read_exec(exec_sub, bar))
@@ -873,6 +876,8 @@ class Daemon:
             "mode": self.mode,
             "stop_reason": self._stop_reason,
             "bars": eng.get("bars", 0),
+            "last_bar_ts": eng.get("last_bar_ts"),
+            "warmup": eng.get("warmup"),
             "orders_submitted": ex.get("submitted", 0),
             "fills": ex.get("fills", 0),
             "orders_rejected": ex.get("rejected", 0),
@@ -894,6 +899,17 @@ class Daemon:
         )
         (self.cfg.var_dir / "control.url").unlink(missing_ok=True)
         return summary
+
+
+def describe_warmup(w: dict[str, Any]) -> str:
+    """One line on the engine's strategy warm-up (its status snapshot's ``warmup``)."""
+    if w.get("status") == "warm":
+        return (
+            f"strategy warmed up on {w['bars']} bars of the broker's history "
+            f"({w['before_session']} before the session, {w['in_session']} in it) in "
+            f"{w['fetch_s'] + w['step_s']:.2f} s; target {w['target']:g}"
+        )
+    return f"STRATEGY STARTED COLD (degraded): {w.get('reason', w)}"
 
 
 def format_summary(s: dict[str, Any]) -> str:

@@ -12,6 +12,13 @@ holidays and daylight saving from the calendar): one integer comparison per bar 
 the next open, recomputed only when crossed.
 The process pins itself to ``engine_core`` and compiles (or loads from the numba cache)
 the kernel before it subscribes to market data.
+
+Before it trades, the engine rebuilds the strategy's state from the broker's bar history
+(:mod:`live.warmup`: the rule that makes the state the same whether the engine ran
+uninterrupted or was restarted, the seam with the stream, and what a failed fetch does).
+Per bar, at a session's first bar, the state is rebuilt from the last
+``spec.warmup_bars`` bars (a ring the engine keeps); a bar at or before the last one
+stepped is dropped, never stepped twice.
 """
 
 from __future__ import annotations
@@ -41,8 +48,9 @@ from live.risk import RiskGate, nb
 from live.risk.breaker import CircuitBreaker, Transition
 from live.risk.stops import stop_params
 from live.supervise import die_with_parent
+from live.warmup import BAR_NS, FETCH_ERRORS, BarHistory
 from trader.data import BAR_STRUCT
-from trader.exceptions import ConfigurationError
+from trader.exceptions import ConfigurationError, TemporaryError
 from trader.ml.inference import ModelSignal
 from trader.promote import load_artefact
 from trader.strategy.nb import order_qty_nb
@@ -63,6 +71,20 @@ class Engine:
         self.step_nb = art.spec.step_nb
         self.params = art.params.to_array()
         self.state = art.spec.new_state()
+        # The last spec.warmup_bars bars stepped, (ts_event, high, low, close, volume):
+        # the state is rebuilt from them at a session's first bar (live.warmup).
+        self.ring: deque[tuple[int, float, float, float, float]] = deque(
+            maxlen=art.spec.warmup_bars
+        )
+        # the next XNYS session open after the last bar stepped into the strategy (0:
+        # none stepped yet): a bar at or after it rebuilds the state
+        self.strategy_next_open = 0
+        self.since_reset = 0  # bars stepped since the state was last fresh
+        self.target = 0.0  # the strategy's last target, shares
+        self.history: BarHistory | None = None  # fetches the bars missed at the seam
+        self.seam = False  # the first streamed bar after a warm-up is still to come
+        self.warmup: dict[str, Any] = {"status": "none"}
+        self.stale_bars = 0
         self.step_nb(
             art.spec.new_state(), self.params, 100.0, np.nan
         )  # compile/load before trading
@@ -187,16 +209,151 @@ class Engine:
         self.realized_f = float(self.ledger.realized_pnl)
         self.pending_f = float(sum(self.pending.values(), Decimal(0)))
 
+    # -- strategy state (rule of live.warmup) ------------------------------------------
+    def _step(self, ts: int, high: float, low: float, close: float, volume: float) -> float:
+        """The model's signal (if any), then the step kernel: the target, shares."""
+        model = self.model
+        sig = np.nan if model is None else model.update(ts, high, low, close, volume)
+        target: float = self.step_nb(self.state, self.params, close, sig)
+        return target
+
+    def _advance(self, ts: int, high: float, low: float, close: float, volume: float) -> float:
+        """Step the strategy on one bar (rebuilding the state first at a session's first
+        bar) and keep the bar in the ring; return the target, shares."""
+        if ts >= self.strategy_next_open:
+            self._rebuild(ts)
+        target = self.target = self._step(ts, high, low, close, volume)
+        self.ring.append((ts, high, low, close, volume))
+        self.since_reset += 1
+        return target
+
+    def _rebuild(self, ts: int) -> None:
+        """At the first bar (``ts``, ns UTC) of an XNYS session: the state becomes the
+        fold of the ring (the last ``warmup_bars`` bars) from a fresh state. Nothing to
+        do when it is already that fold: every bar stepped since it was fresh is in the
+        ring."""
+        s = session_of(ts)
+        self.strategy_next_open = s.next_open_ns
+        if self.since_reset == len(self.ring):
+            return
+        t0 = time.perf_counter()
+        self.state.fill(0.0)
+        if self.model is not None:
+            self.model.reset()
+        for bar in self.ring:
+            self._step(*bar)
+        self.since_reset = len(self.ring)
+        self.log.info(
+            "strategy_rebuilt",
+            session=s.date,
+            bars=len(self.ring),
+            ms=round((time.perf_counter() - t0) * 1e3, 3),
+        )
+
+    def warm_up(self, bars: np.ndarray, before: int, seconds: float) -> None:
+        """Step the history ``bars`` (BAR_DTYPE, oldest first, from
+        :meth:`live.warmup.BarHistory.session`: ``before`` bars before the session, then
+        the session's) without orders; audit and log what the state was built from."""
+        t0 = time.perf_counter()
+        for r in bars.tolist():
+            self._advance(r[0], r[3], r[4], r[5], r[6])
+        if len(bars):
+            self.last_bar_ts = int(bars["ts_event"][-1])
+        self.seam = self.history is not None
+        self.warmup = {
+            "status": "warm",
+            "bars": len(bars),
+            "before_session": before,
+            "in_session": len(bars) - before,
+            "first_bar_ts": int(bars["ts_event"][0]) if len(bars) else None,
+            "last_bar_ts": int(bars["ts_event"][-1]) if len(bars) else None,
+            "fetch_s": round(seconds, 4),
+            "step_s": round(time.perf_counter() - t0, 4),
+            "target": self.target,
+        }
+        self.audit.emit(
+            "strategy_warmup",
+            status="warm",
+            symbol=self.symbol,
+            reason=f"strategy state rebuilt from {len(bars)} bars of the broker's history",
+            metadata=self.warmup,
+        )
+        self.log.info("strategy_warmup", **self.warmup)
+
+    def start_cold(self, reason: str) -> None:
+        """Start without history (``[recovery] cold_start``): audited and logged as a
+        degraded start; the strategy warms up on the streamed bars."""
+        self.warmup = {"status": "cold", "reason": reason}
+        self.audit.emit(
+            "strategy_warmup", status="cold", symbol=self.symbol, reason=reason, metadata={}
+        )
+        self.log.error("strategy_cold_start", reason=reason)
+
+    def _catch_up(self, ts_event: int) -> None:
+        """At the first streamed bar after the warm-up: fetch and step (no orders) the
+        bars that ended between the history and the stream.
+
+        Raises
+        ------
+        TemporaryError
+            They cannot be fetched and ``[recovery] cold_start`` is false.
+        """
+        self.seam = False
+        if self.history is None or ts_event <= self.last_bar_ts + BAR_NS:
+            return
+        t0 = time.perf_counter()
+        try:
+            missed = self.history.between(self.last_bar_ts, ts_event)
+        except FETCH_ERRORS as e:
+            reason = f"bars between the warm-up and the stream not fetched: {e}"
+            if not self.ctx.cfg.recovery.cold_start:
+                self.log.error("strategy_catch_up_failed", error=reason)
+                raise TemporaryError(reason) from e
+            self.audit.emit(
+                "strategy_warmup", status="gap", symbol=self.symbol, reason=reason, metadata={}
+            )
+            self.log.error("strategy_gap", reason=reason)
+            return
+        for r in missed.tolist():
+            self._advance(r[0], r[3], r[4], r[5], r[6])
+        if len(missed):
+            self.last_bar_ts = int(missed["ts_event"][-1])
+        meta = {
+            "bars": len(missed),
+            "first_bar_ts": int(missed["ts_event"][0]) if len(missed) else None,
+            "last_bar_ts": int(missed["ts_event"][-1]) if len(missed) else None,
+            "seconds": round(time.perf_counter() - t0, 4),
+            "target": self.target,
+        }
+        self.warmup["caught_up"] = meta
+        self.log.info("strategy_caught_up", **meta)
+        if len(missed):
+            self.audit.emit(
+                "strategy_warmup",
+                status="caught_up",
+                symbol=self.symbol,
+                reason=f"{len(missed)} bars missed between the warm-up and the stream stepped",
+                metadata=meta,
+            )
+
+    def _stale(self, ts_event: int) -> None:
+        self.stale_bars += 1
+        self.log.warning("bar_dropped", bar_ts=ts_event, last_bar_ts=self.last_bar_ts)
+
+    # -- per bar ---------------------------------------------------------------------
     def on_bar(self, payload: bytes) -> None:
         """Run the strategy and the risk gate on one bar; send the intent, if any, first,
         and do the bookkeeping (Decimal ledger, audit) after."""
         ts_event, ts_recv, _o, high, low, close, volume = BAR_STRUCT.unpack(payload)
+        if ts_event <= self.last_bar_ts:  # stepped already (the warm-up's seam, a repeat)
+            self._stale(ts_event)
+            return
+        if self.seam:
+            self._catch_up(ts_event)
         if ts_event >= self.next_open_ns:
             self._roll_day(ts_event)
         t_step = time.perf_counter_ns()
-        model = self.model
-        sig = np.nan if model is None else model.update(ts_event, high, low, close, volume)
-        target = self.step_nb(self.state, self.params, close, sig)
+        target = self._advance(ts_event, high, low, close, volume)
         t_step = time.perf_counter_ns() - t_step
         stop = nb.STOP_NONE
         if self.stop_params is not None:
@@ -417,6 +574,8 @@ class Engine:
                     "var": None if self.gate.limits.var is None else repr(self.gate.var()),
                     "bars": self.bars,
                     "last_bar_ts": self.last_bar_ts,
+                    "stale_bars": self.stale_bars,
+                    "warmup": self.warmup,
                     **self.counts,
                     "strategy": self.artefact.strategy,
                     "strategy_version": self.artefact.version,
@@ -453,6 +612,33 @@ class Engine:
         )
 
 
+def warm_up_from_broker(eng: Engine, ctx: ComponentContext) -> None:
+    """Rebuild ``eng``'s strategy state from the broker's bar history before it trades
+    (:mod:`live.warmup`), or start it cold if the history cannot be fetched and
+    ``[recovery] cold_start`` allows it.
+
+    Raises
+    ------
+    TemporaryError
+        The history cannot be fetched and ``cold_start`` is false (the cause named).
+    """
+    source = BarHistory(ctx.broker, ctx.cfg.symbol, eng.artefact.spec.warmup_bars)
+    try:
+        hist = source.session()
+    except FETCH_ERRORS as e:
+        reason = f"cannot fetch the bar history for the strategy warm-up: {e}"
+        if not ctx.cfg.recovery.cold_start:
+            eng.log.error("strategy_warmup_failed", error=reason)
+            raise TemporaryError(
+                f"{reason}. Start again once the broker's market data answers, or set "
+                "[recovery] cold_start = true in live.toml to start the strategy cold."
+            ) from e
+        eng.start_cold(reason)
+        return
+    eng.history = source
+    eng.warm_up(hist.bars, hist.before, hist.seconds)
+
+
 def run_engine(ctx: ComponentContext) -> None:
     """Process entry point of the engine (stops on SIGTERM)."""
     die_with_parent()
@@ -473,6 +659,7 @@ def run_engine(ctx: ComponentContext) -> None:
         os.sched_setaffinity(0, (set(range(n_cpus)) - {core}) or {core})
     zctx = zmq.Context()
     eng = Engine(ctx, zctx)
+    warm_up_from_broker(eng, ctx)
     if pin:
         os.sched_setaffinity(0, {core})
     poller = zmq.Poller()

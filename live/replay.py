@@ -134,14 +134,19 @@ def replay_engine(
 
 
 def backtest_orders(
-    bars: pd.DataFrame, strategy: str, params: dict[str, Any], signal: np.ndarray | None
+    bars: pd.DataFrame,
+    strategy: str,
+    params: dict[str, Any],
+    signal: np.ndarray | None,
+    warmup: int = 0,
 ) -> pd.DataFrame:
     """The backtester's orders in :func:`replay_engine`'s form (``bar`` = the deciding
-    bar, one before the fill; an order decided on the last bar never fills and is not
-    listed)."""
-    fills = run_backtest(bars, strategy, params, signal=signal).fills
+    bar, one before the fill, counted after the ``warmup`` leading bars that only warm
+    the strategy up, as the live engine's history does; an order decided on the last bar
+    never fills and is not listed)."""
+    fills = run_backtest(bars, strategy, params, signal=signal, warmup=warmup).fills
     bar = fills["bar"].to_numpy() - 1
-    ts = to_bar_array(bars)["ts_event"][bar]
+    ts = to_bar_array(bars.iloc[warmup:])["ts_event"][bar]
     return pd.DataFrame({"bar": bar, "ts_event": ts, "qty": fills["qty"].to_numpy()})
 
 

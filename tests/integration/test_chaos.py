@@ -89,9 +89,21 @@ def _alive(pid: int) -> bool:
 
 
 class Rig:
-    """The simulator, the daemon (restartable) and the database of one trial."""
+    """The simulator, the daemon (restartable) and the database of one trial: the SPY
+    bars of ``start`` to ``end`` (New York dates) at ``speed``, the ``ema_rsi`` artefact
+    with :data:`PARAMS`, ``risk_toml`` (default: the shipped ``config/risk.toml``)."""
 
-    def __init__(self, tmp: Path, dsn: str, seed: int) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        dsn: str,
+        seed: int,
+        *,
+        start: str = "2011-01-03",
+        end: str = "2011-01-07",
+        speed: float = 300.0,
+        risk_toml: str | None = None,
+    ) -> None:
         self.tmp, self.dsn, self.seed = tmp, dsn, seed
         self.var = tmp / "var"
         self.cfg = tmp / "config"
@@ -112,7 +124,8 @@ port = 0
 reconcile_interval_s = 4
 snapshot_interval_s = 2
 """)
-        (self.cfg / "risk.toml").write_text((REPO_ROOT / "config/risk.toml").read_text())
+        risk = risk_toml or (REPO_ROOT / "config/risk.toml").read_text()
+        (self.cfg / "risk.toml").write_text(risk)
         keys = ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY")
         self.env = {k: v for k, v in os.environ.items() if k not in keys}
         port = _free_port()
@@ -127,11 +140,11 @@ snapshot_interval_s = 2
                 "--port",
                 str(port),
                 "--start",
-                "2011-01-03",
+                start,
                 "--end",
-                "2011-01-07",
+                end,
                 "--speed",
-                "300",
+                str(speed),
             ],
             cwd=REPO_ROOT,
             env=self.env,

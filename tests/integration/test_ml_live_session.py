@@ -2,7 +2,8 @@
 (feed, engine process with the ONNX model, risk gate, execution, audit writer, the
 Alpaca-compatible simulator replaying a real SPY day, a real Postgres) trading the
 committed artefact ``models/ml_threshold/1``; the order intents in the audit trail must
-be the backtester's orders on the same bars, bar for bar."""
+be the backtester's orders on the same bars, bar for bar, after the same warm-up (the 390
+bars before the day, which the engine fetches from the simulator's history)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from trader import REPO_ROOT
 from trader.data import load_minute_bars
 from trader.ml import build_dataset, model_signal
 from trader.promote import load_artefact
+from trader.strategy import WARMUP_BARS
 
 pytestmark = pytest.mark.integration
 DAY = "2011-01-04"
@@ -84,16 +86,24 @@ def test_daemon_trading_the_ml_artefact_sends_the_backtesters_orders(
         denied = c.execute(
             "SELECT count(*) FROM order_audit_trail WHERE event_type = 'risk_denied'"
         ).fetchone()
+        (warm,) = c.execute(
+            "SELECT status, metadata FROM order_audit_trail WHERE event_type = 'strategy_warmup'"
+        ).fetchall()
     assert denied == (0,)
-    bars = load_minute_bars(SPY_MINUTE, session="regular", start=DAY, end=DAY)
-    ts = bars.index.as_unit("ns").asi8.tolist()
+    # The engine warmed up on the simulator's history: the 390 bars before the day.
+    assert (warm[0], warm[1]["bars"], warm[1]["in_session"]) == ("warm", WARMUP_BARS, 0)
+    bars = load_minute_bars(SPY_MINUTE, session="regular", end=DAY)
+    bars = bars.iloc[-(WARMUP_BARS + (bars.index >= DAY).sum()) :]
+    assert warm[1]["first_bar_ts"] == bars.index.as_unit("ns").asi8[0]
+    ts = bars.index[WARMUP_BARS:].as_unit("ns").asi8.tolist()
     live = pd.DataFrame(
         [(ts.index(t), t, float(q) * (1 if s == "buy" else -1)) for t, s, q in rows],
         columns=["bar", "ts_event", "qty"],
     )
     signal = model_signal(art.model_path.read_bytes(), build_dataset(bars, horizon=1))
-    expected = backtest_orders(bars, "ml_threshold", dict(art.manifest["params"]), signal)
-    parity = order_parity(expected, live, len(bars))
+    params = dict(art.manifest["params"])
+    expected = backtest_orders(bars, "ml_threshold", params, signal, warmup=WARMUP_BARS)
+    parity = order_parity(expected, live, len(ts))
     assert parity["backtest_orders"] >= 5, parity
     assert parity["mismatches"] == 0, (parity, expected, live)
     assert parity["equal"] == parity["backtest_orders"] == parity["live_orders"]

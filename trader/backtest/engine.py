@@ -162,6 +162,7 @@ def run_backtest(
     commission_bps: float | None = None,
     slippage_bps: float | None = None,
     signal: np.ndarray | None = None,
+    warmup: int = 0,
 ) -> BacktestResult:
     """Backtest ``strategy`` on one symbol's bars with the full order and cost model.
 
@@ -183,6 +184,10 @@ def run_backtest(
     signal : ndarray, shape (len(bars),), float64, optional
         External input of the step kernel per bar, known at that bar's close (a model's
         output); NaN (the default) for rule strategies.
+    warmup : int
+        Leading bars that only advance the strategy state (no orders, no fills), as
+        the live engine's warm-up from the broker's history (:mod:`live.warmup`); the
+        result covers the bars after them.
 
     Returns
     -------
@@ -195,8 +200,8 @@ def run_backtest(
     pydantic.ValidationError
         Invalid strategy parameters or execution config (e.g. a negative cost).
     ValueError
-        Non-positive cash, a signal of the wrong shape, or fewer than 2 bars without
-        ``bar_ns``.
+        Non-positive cash, a signal of the wrong shape, ``warmup`` outside
+        ``[0, len(bars))``, or fewer than 2 bars without ``bar_ns``.
     DataError
         Bars that fail :func:`trader.data.validate_bars`.
     """
@@ -206,6 +211,13 @@ def run_backtest(
     spec = _spec(strategy)
     p = spec.params(params or {})
     validate_bars(bars, "run_backtest bars")
+    if not 0 <= warmup < len(bars):
+        raise ValueError(f"warmup must be in [0, {len(bars)}) bars, got {warmup}")
+    all_signal = _signal(signal, (len(bars),), "signal")
+    state = spec.warm_state(
+        p.to_array(), bars["close"].to_numpy(np.float64)[:warmup], all_signal[:warmup]
+    )
+    bars, signal = bars.iloc[warmup:], all_signal[warmup:]
     n = len(bars)
     fc = cfg.to_array(cfg.bar_ns or infer_bar_ns(bars.index))
     ts = pd.DatetimeIndex(bars.index).as_unit("ns").asi8
@@ -218,7 +230,7 @@ def run_backtest(
         *cols,
         sig,
         p.to_array().reshape(1, -1),
-        spec.new_state().reshape(1, -1),
+        state.reshape(1, -1),
         fc,
     )
     rec = _run(simulate_bars_nb, args, -2, float(initial_cash), (n, 1))

@@ -89,6 +89,10 @@ class ModelSignal:
         features_update_nb(feature_state_nb(), 0, 1.0, 1.0, 1.0, 1.0, self.row)
         self.onnx.run()
 
+    def reset(self) -> None:
+        """Forget every bar: back to the fresh feature state (all zeros)."""
+        self.state[:] = 0.0
+
     def update(self, ts_event: int, high: float, low: float, close: float, volume: float) -> float:
         """Advance the features by one bar and run the model.
 

@@ -93,12 +93,21 @@ class MlThresholdParams(StrategyParams):
         return np.array([self.enter, self.exit, self.qty], dtype=np.float64)
 
 
+#: Bars of history before a session's first bar that the strategy state is rebuilt
+#: from at every session start (one regular session of 1-minute bars): an EMA of span
+#: ``s`` then weighs what lies before the window by ``(1 - 2 / (s + 1)) ** 390`` (1e-13
+#: for ``s = 26``), and every rolling window of the ML features (at most 61 bars) is full.
+WARMUP_BARS = 390
+
+
 @dataclass(frozen=True)
 class StrategySpec:
     """What the backtester and the live engine need to run a strategy.
 
     ``needs_model``: the step kernel's ``signal`` is a model output, so a promoted
     artefact must carry ``model.onnx`` and the engine runs it per bar.
+    ``warmup_bars``: the live engine rebuilds the state at every session start from
+    this many bars before the session's first bar (the rule of :mod:`live.warmup`).
     """
 
     name: str
@@ -106,6 +115,7 @@ class StrategySpec:
     step_nb: Callable[..., float]
     state_size: int
     needs_model: bool = False
+    warmup_bars: int = WARMUP_BARS
 
     def params(self, values: dict[str, Any]) -> StrategyParams:
         """Validate ``values`` into this strategy's parameter object."""
@@ -114,6 +124,30 @@ class StrategySpec:
     def new_state(self) -> np.ndarray:
         """Return a zeroed state vector, shape (state_size,) float64."""
         return np.zeros(self.state_size)
+
+    def warm_state(
+        self, params: np.ndarray, close: np.ndarray, signal: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The state after stepping the kernel over ``close`` from a fresh state.
+
+        Parameters
+        ----------
+        params : ndarray, shape (n_params,), float64
+            The kernel's parameter vector (:meth:`StrategyParams.to_array`).
+        close : ndarray, shape (n,), float64
+            Closes, USD, oldest first.
+        signal : ndarray, shape (n,), float64, optional
+            The step's external input per bar (NaN, the default, for rule strategies).
+
+        Returns
+        -------
+        ndarray, shape (state_size,), float64
+        """
+        state = self.new_state()
+        sig = np.full(len(close), np.nan) if signal is None else signal
+        for c, s in zip(close.tolist(), sig.tolist(), strict=True):
+            self.step_nb(state, params, c, s)
+        return state
 
 
 STRATEGIES: dict[str, StrategySpec] = {
@@ -147,6 +181,7 @@ def get_strategy(name: str) -> StrategySpec:
 
 __all__ = [
     "STRATEGIES",
+    "WARMUP_BARS",
     "EmaRsiParams",
     "MlThresholdParams",
     "SignalParams",
