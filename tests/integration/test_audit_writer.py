@@ -71,6 +71,20 @@ def test_write_when_batch_replayed_then_stored_once(database: str, tmp_path: Pat
     assert int(row[3].timestamp() * 1_000_000) == rows[6][0] // 1000
 
 
+def test_write_when_batch_twice_in_one_write_then_stored_once(
+    database: str, tmp_path: Path
+) -> None:
+    migrate(database)
+    store = AuditStore(database, tmp_path / "audit-s1.jsonl")
+    batch, _ = _batch(300)
+    # a re-sent batch that reaches the writer in the same window as the original
+    store.write([batch, _batch(50, start=301)[0], batch])
+    store.close()
+    assert (store.written, store.rejected) == (350, 0)
+    assert not store.rejects.exists()
+    assert _seqs(database) == list(range(1, 351))
+
+
 def test_write_when_batch_refused_for_content_then_kept_aside_and_others_stored(
     database: str, tmp_path: Path
 ) -> None:

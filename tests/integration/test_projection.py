@@ -137,6 +137,40 @@ def test_projection_when_fill_reported_twice_then_applied_once(
     assert audit_fills == (3,)
 
 
+def test_projection_when_fill_reported_twice_in_one_write_then_applied_once(
+    database: str, tmp_path: Path
+) -> None:
+    migrate(database)
+    _record(database, "o1")
+    store = AuditStore(database, tmp_path / "spool.jsonl")
+    fill = {
+        "symbol": "SPY",
+        "side": "buy",
+        "client_order_id": "o1",
+        "execution_id": "e1",
+        "qty": Decimal(100),
+        "price": Decimal("127.5"),
+        "status": "filled",
+    }
+    # the stream's fill and a reconciliation's report of it reach the writer together
+    store.write([_row("execution", 1, "fill", **fill), _row("recovery", 1, "fill", **fill)])
+    store.close()
+    with psycopg.connect(database) as c:
+        audit = c.execute(
+            "SELECT source FROM order_audit_trail WHERE execution_id = 'e1'"
+        ).fetchall()
+        fills = c.execute("SELECT execution_id, qty FROM fills").fetchall()
+        pos = c.execute("SELECT qty FROM positions WHERE symbol = 'SPY'").fetchone()
+        order = c.execute("SELECT status, filled_qty FROM orders").fetchone()
+    assert (store.written, store.rejected) == (1, 0)
+    assert audit == [("execution",)]
+    assert [(e, str(q)) for e, q in fills] == [("e1", "100")]
+    assert pos is not None
+    assert str(pos[0]) == "100"
+    assert order is not None
+    assert (order[0], str(order[1])) == ("filled", "100")
+
+
 def test_orderstore_when_postgres_unreachable_then_temporary_error() -> None:
     with pytest.raises(TemporaryError, match="o9 not recorded"):
         _record("host=127.0.0.1 port=1 user=postgres dbname=nowhere connect_timeout=1", "o9")
