@@ -367,6 +367,7 @@ class Execution:
                 metadata={
                     "position_qty": str(upd.get("position_qty")),
                     "broker_ts": upd.get("timestamp"),
+                    "cum_qty": str(fill.cum_qty),
                 },
             )
             signed = qty if o.side == "buy" else -qty
@@ -422,7 +423,7 @@ class Execution:
                 )
                 if b is not None:
                     orders.append(b)
-            updates = await missing_fills(self.rest, orders, self.fills.seen)
+            updates = await missing_fills(self.rest, orders, self.fills)
         except (TemporaryError, OrderRejected) as e:
             self.log.error("backfill_failed", error=str(e))
             return 0

@@ -9,8 +9,14 @@ same :class:`FillBook`:
 
 * each fill covers the part ``(cum_qty - qty, cum_qty]`` of its order's quantity;
 * a fill is new only if its id was never seen *and* its part is not covered yet, so a
-  redelivered event, or a stream event that a backfilled activity (whose id need not
-  equal the stream's ``execution_id``) already stood in for, is dropped.
+  redelivered event, or a stream event that a backfilled activity already stood in for,
+  is dropped. Ids alone could not do it: a real FILL activity's id has the form
+  ``20210127144930176::ddc0a142-...`` (a time stamp, ``::``, a UUID; Alpaca-API issue
+  #170), the stream's ``execution_id`` is a bare UUID, and whether that UUID is the
+  execution's is not documented.
+
+The same book, seeded from the audit trail (:func:`live.reconcile.audited_fills`),
+decides at a restart which of the broker's activities are missing.
 
 Quantities and prices are :class:`~decimal.Decimal` (shares, USD/share).
 """
@@ -94,14 +100,23 @@ class FillBook:
         #: Events dropped as already applied (redelivered, or covered by a backfill).
         self.duplicates = 0
 
-    def seen(self, execution_id: str) -> bool:
-        """Whether an execution with this id was applied (or dropped as a duplicate)."""
-        return execution_id in self._executions
-
     def filled_qty(self, order_id: str) -> Decimal:
         """Shares of ``order_id`` applied so far."""
         known = self._orders.get(order_id)
         return known.cum_qty if known else ZERO
+
+    def is_new(self, update: dict[str, Any]) -> bool:
+        """Whether :meth:`on_stream` would apply this ``fill``/``partial_fill`` update
+        (nothing is recorded).
+
+        Raises
+        ------
+        ValueError
+            As :meth:`on_stream`.
+        """
+        exec_id, order_id, qty, _price, cum = _parse(update)
+        known = self._orders.get(order_id)
+        return exec_id not in self._executions and not (known and known.contains(cum - qty, cum))
 
     def on_stream(self, update: dict[str, Any]) -> Fill | None:
         """Apply a ``fill``/``partial_fill`` trade update once.
@@ -115,27 +130,19 @@ class FillBook:
         ------
         ValueError
             The event lacks ``execution_id``, ``qty``, ``price`` or the order's
-            ``id``/``filled_qty``, or they are not positive numbers.
+            ``id``/``filled_qty``, or they are not positive numbers, or ``qty`` exceeds
+            ``filled_qty``.
         """
-        try:
-            order = update["order"]
-            exec_id = str(update["execution_id"])
-            qty, price = _positive(update["qty"]), _positive(update["price"])
-            cum = _positive(order["filled_qty"])
-            order_id = str(order["id"])
-        except (KeyError, TypeError, ArithmeticError) as e:
-            what = update.get("execution_id")
-            raise ValueError(f"fill event {what!r} is malformed: {e!r}") from e
-        known = self._orders.setdefault(order_id, _OrderFills([]))
-        if cum < qty:
-            raise ValueError(f"fill event {exec_id}: qty {qty} exceeds filled_qty {cum}")
-        if exec_id in self._executions or known.contains(cum - qty, cum):
+        exec_id, order_id, qty, price, cum = _parse(update)
+        if not self.is_new(update):
             self._executions.add(exec_id)
             self.duplicates += 1
             return None
+        known = self._orders.setdefault(order_id, _OrderFills([]))
         self._executions.add(exec_id)
         known.add(cum - qty, cum)
         known.notional += qty * price
+        order = update["order"]
         position = update.get("position_qty")
         return Fill(
             execution_id=exec_id,
@@ -150,6 +157,22 @@ class FillBook:
             timestamp=update.get("timestamp"),
             position_qty=None if position is None else str(position),
         )
+
+
+def _parse(update: dict[str, Any]) -> tuple[str, str, Decimal, Decimal, Decimal]:
+    """``(execution_id, order_id, qty, price, cum_qty)`` of a fill update, validated."""
+    try:
+        order = update["order"]
+        exec_id = str(update["execution_id"])
+        qty, price = _positive(update["qty"]), _positive(update["price"])
+        cum = _positive(order["filled_qty"])
+        order_id = str(order["id"])
+    except (KeyError, TypeError, ArithmeticError) as e:
+        what = update.get("execution_id")
+        raise ValueError(f"fill event {what!r} is malformed: {e!r}") from e
+    if cum < qty:
+        raise ValueError(f"fill event {exec_id}: qty {qty} exceeds filled_qty {cum}")
+    return exec_id, order_id, qty, price, cum
 
 
 def _positive(value: object) -> Decimal:

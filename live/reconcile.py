@@ -9,7 +9,9 @@
    local row are breaks.
 2. Fills: for each of those orders whose broker ``filled_qty`` exceeds the local one,
    the missing executions are fetched (``GET /v2/account/activities/FILL``) and applied
-   once (keyed by ``execution_id``; the audit trail and ``fills`` refuse a second copy).
+   once. What is missing is decided by a :class:`~live.fills.FillBook` seeded from the
+   audit trail (:func:`audited_fills`): by id, and by the part of the order each fill
+   covers (``cum_qty``), because an activity's id is not the stream's ``execution_id``.
 3. Positions: the local ``positions`` and the broker's are compared over the union of
    symbols; a difference is a break.
 
@@ -32,6 +34,7 @@ import psycopg
 
 from live.alpaca import AlpacaREST
 from live.audit import AuditEmitter
+from live.fills import FillBook
 from live.recovery import TERMINAL
 from trader.exceptions import OrderRejected, TemporaryError
 
@@ -111,9 +114,10 @@ def activity_update(act: dict[str, Any], order: dict[str, Any]) -> dict[str, Any
 
 
 async def missing_fills(
-    rest: AlpacaREST, orders: list[dict[str, Any]], known: Callable[[str], bool]
+    rest: AlpacaREST, orders: list[dict[str, Any]], book: FillBook
 ) -> list[dict[str, Any]]:
-    """Trade-update fill events of ``orders`` (broker order JSON) not yet ``known``.
+    """Trade-update fill events of ``orders`` (broker order JSON) that ``book`` has not
+    applied (:meth:`~live.fills.FillBook.is_new`); ``book`` is not changed.
 
     Reads ``GET /v2/account/activities/FILL`` from the oldest order's creation on.
     """
@@ -124,9 +128,33 @@ async def missing_fills(
     out = []
     for act in await rest.fill_activities(after=after):
         order = by_id.get(str(act.get("order_id")))
-        if order is not None and not known(str(act["id"])):
-            out.append(activity_update(act, order))
+        if order is not None and book.is_new(upd := activity_update(act, order)):
+            out.append(upd)
     return out
+
+
+def audited_fills(conn: psycopg.Connection[Any], order_ids: list[str]) -> FillBook:
+    """The fills of broker orders ``order_ids`` that the audit trail holds, as a book.
+
+    Each fill covers ``(cum_qty - qty, cum_qty]`` of its order: ``cum_qty`` from the
+    event's metadata (recorded since execution audits it), otherwise the running sum of
+    the order's earlier fills in time order.
+    """
+    rows = conn.execute(
+        "SELECT execution_id, broker_order_id, qty, price, metadata->>'cum_qty' FROM ("
+        " SELECT DISTINCT ON (execution_id) * FROM order_audit_trail"
+        " WHERE event_type IN ('fill', 'partial_fill') AND broker_order_id = ANY(%s)"
+        " ORDER BY execution_id, id) f ORDER BY ts, id",
+        (order_ids,),
+    ).fetchall()
+    book = FillBook()
+    running: dict[str, Decimal] = {}
+    for execution_id, order_id, qty, price, cum in rows:
+        running[order_id] = running.get(order_id, Decimal(0)) + qty
+        filled = Decimal(cum) if cum is not None else running[order_id]
+        order = {"id": order_id, "filled_qty": filled}
+        book.on_stream({"execution_id": execution_id, "qty": qty, "price": price, "order": order})
+    return book
 
 
 class Reconciler:
@@ -212,9 +240,6 @@ class Reconciler:
                 return o
             await asyncio.sleep(0.1)
 
-    def _known(self) -> Callable[[str], bool]:
-        return lambda eid: bool(self._sql("SELECT 1 FROM fills WHERE execution_id = %s", (eid,)))
-
     async def _positions(self, report: Report, attempts: int) -> None:
         for attempt in range(attempts):
             local = {s: Decimal(q) for s, q in self._sql("SELECT symbol, qty FROM positions")}
@@ -292,11 +317,15 @@ class Reconciler:
             for b in found
             if Decimal(b.get("filled_qty") or 0) > local_filled.get(b["client_order_id"], 0)
         ]
-        fills = await missing_fills(self.rest, behind, self._known())
+        with psycopg.connect(self.dsn, autocommit=True, connect_timeout=3) as conn:
+            book = audited_fills(conn, [b["id"] for b in behind])
+        fills = await missing_fills(self.rest, behind, book)
         if fills and apply_fills is not None:
             await apply_fills(fills)
         else:
             for f in fills:
+                if book.on_stream(f) is None:
+                    continue  # the activities listed this execution twice
                 o = f["order"]
                 self.audit.emit(
                     f["event"],
@@ -312,6 +341,7 @@ class Reconciler:
                     time_in_force=o.get("time_in_force"),
                     status=o["status"],
                     reason="recovered by reconciliation",
+                    metadata={"cum_qty": str(o["filled_qty"])},
                 )
         report.fills_applied = len(fills)
         await self.drain()

@@ -1203,13 +1203,16 @@ class SimBroker:
             qty=fmt(q),
             position_qty=fmt(self.position_qty),
         )
-        # The activity id is the stream's execution_id, so a fill missed on the stream is
-        # recognised when it is fetched from the activities.
+        # A real FILL activity's id is "<UTC yyyymmddHHMMSSmmm>::<uuid>" (Alpaca-API issue
+        # #170), not the stream's execution_id; whether its uuid is that execution_id is
+        # undocumented, so the sim gives it another one: a fill missed on the stream must
+        # be recognised by the part of the order it covers (live.fills), not by its id.
+        stamp = datetime.fromtimestamp(now_ns // 1_000_000_000, UTC).strftime("%Y%m%d%H%M%S")
         self.activities.append(
             (
                 now_ns,
                 {
-                    "id": event["execution_id"],
+                    "id": f"{stamp}{now_ns // 1_000_000 % 1000:03d}::{uuid.uuid4()}",
                     "activity_type": "FILL",
                     "transaction_time": rfc3339(now_ns),
                     "type": event["event"],

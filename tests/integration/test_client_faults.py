@@ -144,7 +144,7 @@ class Client:
         FILL activities they are missing, each through the same FillBook."""
         unsettled = [o for o in self.orders.values() if self.book.filled_qty(o) < self.qty[o]]
         orders = [await self.rest.get_order(o) for o in unsettled]
-        for upd in await missing_fills(self.rest, orders, self.book.seen):
+        for upd in await missing_fills(self.rest, orders, self.book):
             fill = self.book.on_stream(upd)
             if fill is not None:
                 self.fills.append(Backfilled(fill))

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from live.alpaca import AlpacaREST
+from live.alpaca import AlpacaREST, trade_updates
 from live.audit import AuditEmitter
 from live.context import ComponentContext
 from live.orderstore import OrderStore
@@ -125,3 +125,83 @@ def test_reconcile_at_start_settles_orders_applies_missed_fills_once_and_audits_
 
 def _scenario_sync(ctx: ComponentContext) -> dict[str, Any]:
     return asyncio.run(_scenario(ctx))
+
+
+async def _partial_scenario(ctx: ComponentContext) -> dict[str, Any]:
+    """An order bigger than a bar's volume fills in several executions; execution audits
+    the first one from the stream and dies; the rest happen while it is down."""
+    sim = SimServer(
+        SimConfig(
+            start=date(2011, 1, 3),
+            end=date(2011, 1, 3),
+            speed=600.0,
+            autostart=True,
+            initial_cash=Decimal("1000000000"),
+        )
+    )
+    await sim.start()
+    store = OrderStore(ctx.dsn, "s1")
+    audit = AuditEmitter(ctx.bus, "s1", "execution")
+    qty = "4000000"  # every SPY minute of the day traded less than 3.1M shares
+    try:
+        async with AlpacaREST(sim.url, "PKTEST", "SKTEST") as rest:
+            connected = asyncio.Event()
+            stream = trade_updates(sim.url.replace("http", "ws") + "/stream", "PK", "SK", connected)
+            first = asyncio.ensure_future(anext(stream))
+            await asyncio.wait_for(connected.wait(), 30)
+            kw = {"order_type": "market", "time_in_force": "day", "correlation_id": "s1:1"}
+            await store.record(
+                client_order_id="big", qty=Decimal(qty), symbol="SPY", side="buy", **kw
+            )
+            await rest.submit_order_idempotent(_order("big", qty))
+            upd = await asyncio.wait_for(first, 30)
+            while upd["event"] != "partial_fill":
+                upd = await asyncio.wait_for(anext(stream), 30)
+            await stream.aclose()  # execution dies after auditing this execution
+            o = upd["order"]
+            audit.emit(
+                "partial_fill",
+                client_order_id="big",
+                broker_order_id=o["id"],
+                execution_id=upd["execution_id"],
+                symbol="SPY",
+                side="buy",
+                qty=Decimal(upd["qty"]),
+                price=Decimal(upd["price"]),
+                status=o["status"],
+                metadata={"cum_qty": o["filled_qty"]},
+            )
+            audit.close()
+            await _filled(rest, "big")
+            rec = Reconciler(rest, ctx.dsn, AuditEmitter(ctx.bus, "s2", "daemon"))
+            out: dict[str, Any] = {"report": await rec.run("s2", at_start=True)}
+            await rec.drain()
+            rec.audit.close()
+            out["activities"] = await rest.fill_activities()
+            out["broker_positions"] = await rest.positions()
+            out["stream_fill"] = upd
+    finally:
+        await store.close()
+        await sim.stop()
+    return out
+
+
+def test_reconcile_at_start_when_an_order_was_partly_audited_then_only_the_rest_is_applied(
+    audit_writer: ComponentContext,
+) -> None:
+    """The broker's FILL activities carry their own ids, not the stream's execution_id:
+    the execution audited from the stream must be recognised by the part of the order it
+    covers, or the position would count it twice."""
+    out = asyncio.run(_partial_scenario(audit_writer))
+    acts = out["activities"]
+    assert len(acts) >= 2
+    assert out["stream_fill"]["execution_id"] not in {a["id"] for a in acts}
+    report = out["report"]
+    assert report.breaks == []
+    assert report.fills_applied == len(acts) - 1
+    with psycopg.connect(audit_writer.dsn) as c:
+        fills = c.execute("SELECT qty FROM fills").fetchall()
+        (position,) = c.execute("SELECT qty FROM positions WHERE symbol = 'SPY'").fetchone()
+    assert len(fills) == len(acts)
+    assert sum(q for (q,) in fills) == position == Decimal(4_000_000)
+    assert [p["qty"] for p in out["broker_positions"]] == ["4000000"]

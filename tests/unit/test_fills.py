@@ -37,10 +37,22 @@ def test_backfilled_activities_dedupe_with_late_stream_events_by_the_part_they_c
     act = book.on_stream(update("20110103::act-2", "3", "101", "5"))
     assert act is not None
     assert (act.qty, act.cum_qty) == (D(3), D(5))
-    assert book.on_stream(update("e2", "3", "101", "5")) is None  # late stream event
-    assert book.seen("e2")
+    late = update("e2", "3", "101", "5")
+    assert not book.is_new(late)
+    assert book.on_stream(late) is None  # late stream event
+    assert not book.is_new(late)  # now known by its id too
     assert book.filled_qty("o-1") == 5
     assert book.duplicates == 1
+
+
+def test_is_new_when_asked_then_nothing_recorded() -> None:
+    book = FillBook()
+    upd = update("e1", "2", "100", "2")
+    assert book.is_new(upd)
+    assert book.is_new(upd)  # asking does not apply it
+    assert book.filled_qty("o-1") == 0
+    assert book.on_stream(upd) is not None
+    assert not book.is_new(update("20110103143000123::9b1e", "2", "100", "2"))  # same part
 
 
 def test_out_of_order_fills_fill_the_gaps() -> None:
