@@ -162,29 +162,36 @@ def test_writer_when_successor_gets_batches_above_a_lost_one_then_it_waits_for_t
     migrate(database)
     ctx = writer_context(database, tmp_path)
     zctx: zmq.Context[Any] = zmq.Context()
-    dead = socket(zctx, zmq.PULL, ctx.bus.addr("audit"), bind=True)  # takes batch 1-2 and dies
-    emitter = AuditEmitter(ctx.bus, "s1", "execution", zctx)
-    for i in range(2):
-        emitter.emit("intent", client_order_id=f"c{i + 1}", symbol="SPY")
-    emitter.flush()
-    assert dead.poll(10_000), "the first writer never got batch 1-2"
-    assert msgpack.unpackb(dead.recv())[2:4] == [1, 2]
-    dead.close(linger=0)
-    for i in range(2, 36):
-        emitter.emit("intent", client_order_id=f"c{i + 1}", symbol="SPY")
-        emitter.flush()  # queued for whoever binds next
-    writer = start_writer(ctx)
-    deadline = time.monotonic() + 60
-    while 36 not in _seqs(database, "execution") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    stored = _seqs(database, "execution")
-    assert 36 in stored, stored
-    assert {1, 2}.isdisjoint(stored), stored  # the hole
-    _drain(emitter)  # sees the new writer: re-sends what it has not acknowledged
-    emitter.close()
-    writer.terminate()
-    writer.join(20)
-    zctx.term()
+    writer = None
+    try:
+        dead = socket(zctx, zmq.PULL, ctx.bus.addr("audit"), bind=True)  # takes batch 1-2 and dies
+        emitter = AuditEmitter(ctx.bus, "s1", "execution", zctx)
+        for i in range(2):
+            emitter.emit("intent", client_order_id=f"c{i + 1}", symbol="SPY")
+        emitter.flush()
+        assert dead.poll(10_000), "the first writer never got batch 1-2"
+        assert msgpack.unpackb(dead.recv())[2:4] == [1, 2]
+        # once the producer has seen the first writer go, later batches queue for the next
+        monitor = emitter.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        dead.close(linger=0)
+        assert monitor.poll(10_000), "the producer never saw the first writer go"
+        emitter.sock.disable_monitor()
+        monitor.close(linger=0)
+        for i in range(2, 36):
+            emitter.emit("intent", client_order_id=f"c{i + 1}", symbol="SPY")
+            emitter.flush()  # queued for whoever binds next
+        writer = start_writer(ctx)
+        deadline = time.monotonic() + 120
+        while 36 not in _seqs(database, "execution") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stored = _seqs(database, "execution")
+        assert stored == list(range(3, 37))  # the hole: 1-2 died with the first writer
+        _drain(emitter)  # sees the new writer: re-sends what it has not acknowledged
+    finally:
+        if writer is not None:
+            writer.terminate()
+            writer.join(20)
+        zctx.destroy(linger=0)
     assert sorted(_seqs(database, "execution")) == list(range(1, 37))
 
 

@@ -5,6 +5,7 @@ order, and the audit-trail replay."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -171,6 +172,11 @@ async def _partial_scenario(ctx: ComponentContext) -> dict[str, Any]:
                 status=o["status"],
                 metadata={"cum_qty": o["filled_qty"]},
             )
+            deadline = time.monotonic() + 60  # stored before the restart's reconciliation
+            while audit.unacked and time.monotonic() < deadline:
+                audit.service()
+                await asyncio.sleep(0.02)
+            assert audit.unacked == 0, "the writer never stored the stream's fill"
             audit.close()
             await _filled(rest, "big")
             rec = Reconciler(rest, ctx.dsn, AuditEmitter(ctx.bus, "s2", "daemon"))
