@@ -6,15 +6,18 @@ switch restored -> the promoted artefact is verified -> the simulator (``sim`` m
 reconciliation with the broker (:mod:`live.reconcile`; a break stops the start unless
 ``accept_breaks``) and the book restored from Postgres (:mod:`live.recovery`) ->
 execution (``trade_updates`` connected) -> engine (kernel compiled, pinned, restored
-book, strategy state rebuilt from the broker's bar history: :mod:`live.warmup`) -> feed.
-Each process must report in before the next starts. During the session the daemon
-reconciles every ``[recovery] reconcile_interval_s`` and snapshots positions every
-``snapshot_interval_s``. Shutdown runs in reverse: the feed stops first so no new
-bar arrives, execution cancels every open order, the engine takes the last fills, the
-audit writer drains, then a session summary is printed and stored. A dead audit writer
-is restarted (producers re-send what it had not stored); any other child that dies stops
-the session (its exit code is printed), and the next start recovers. Children die with
-the daemon (``PR_SET_PDEATHSIG``), so a ``kill -9`` of the daemon leaves none trading.
+book, day baseline and circuit breaker, strategy state rebuilt from the broker's bar
+history: :mod:`live.warmup`) -> feed. Each process must report in before the next
+starts. During the session the daemon reconciles every ``[recovery]
+reconcile_interval_s``, snapshots positions every ``snapshot_interval_s``, and stores the
+risk state the engine reports (circuit breaker at every transition, the day's P&L
+baseline when a session starts) in ``risk_state``. Shutdown runs in reverse: the feed
+stops first so no new bar arrives, execution cancels every open order, the engine takes
+the last fills, the audit writer drains, then a session summary is printed and stored.
+A dead audit writer is restarted (producers re-send what it had not stored); any other
+child that dies stops the session (its exit code is printed), and the next start
+recovers. Children die with the daemon (``PR_SET_PDEATHSIG``), so a ``kill -9`` of the
+daemon leaves none trading.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ from live.execution import run_execution
 from live.feed import run_feed
 from live.logs import setup_logging
 from live.reconcile import Reconciler
-from live.recovery import DAY_KEY, KILL_KEY, persist, restore
+from live.recovery import BREAKER_KEY, DAY_KEY, KILL_KEY, persist, restore
 from trader.exceptions import (
     ConfigurationError,
     OrderRejected,
@@ -130,7 +133,7 @@ class Daemon:
         self.log = setup_logging("daemon", cfg.var_dir)
         self.status: dict[str, dict[str, Any]] = {}
         self.halted_by = ""  # "kill_switch", "halt" or "" (trading)
-        self._persisted_day = ""  # the session of the day record last stored
+        self._persisted: dict[str, Any] = {}  # risk_state records of the engine last stored
         self.pnl_history: deque[dict[str, Any]] = deque(maxlen=PNL_HISTORY)
         self.control_url = ""
         self.summary: dict[str, Any] = {}
@@ -778,7 +781,7 @@ class Daemon:
         self.log.info("reconciled", **report.to_status())
 
     def _snapshot(self) -> None:
-        """Store the engine's positions in ``position_snapshots`` and its day baseline."""
+        """Store the engine's positions in ``position_snapshots`` and its risk state."""
         eng = self.status.get("engine")
         if not eng:
             return
@@ -806,17 +809,26 @@ class Daemon:
         self._persist_engine_state(eng, every=True)
 
     def _persist_engine_state(self, eng: dict[str, Any], *, every: bool = False) -> None:
-        """Store the engine's day record (``DAY_KEY``) from its status snapshot ``eng``:
-        at once when the session changes, otherwise (the peak moves on every bar) only
-        with ``every`` (the position snapshots' schedule and the stop)."""
+        """Store the risk state the engine reports in its status snapshot ``eng``: the
+        circuit breaker (``BREAKER_KEY``) whenever it changes (every transition, the
+        probe sent; the engine reports right after the bar that changed it), the day
+        record (``DAY_KEY``) at once when the session changes, otherwise (the peak moves
+        on every bar) only with ``every`` (the snapshots' schedule and the stop)."""
         day = eng.get("day") or {}
-        if not day.get("session") or not (every or day["session"] != self._persisted_day):
-            return
-        try:
-            persist(self.dsn, DAY_KEY, day)
-            self._persisted_day = day["session"]
-        except psycopg.Error as e:
-            self.log.error("persist_failed", key=DAY_KEY, error=str(e))
+        stored_day = self._persisted.get(DAY_KEY) or {}
+        changed = []
+        if eng.get("circuit_breaker") and eng["circuit_breaker"] != self._persisted.get(
+            BREAKER_KEY
+        ):
+            changed.append((BREAKER_KEY, eng["circuit_breaker"]))
+        if day.get("session") and (every or day["session"] != stored_day.get("session")):
+            changed.append((DAY_KEY, day))
+        for key, value in changed:
+            try:
+                persist(self.dsn, key, value)
+                self._persisted[key] = value
+            except psycopg.Error as e:
+                self.log.error("persist_failed", key=key, error=str(e))
 
     def request_stop(self, reason: str) -> None:
         """Ask the session to stop (idempotent)."""

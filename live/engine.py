@@ -100,6 +100,7 @@ class Engine:
         self.stop_params: np.ndarray | None = None
         self.stop_state = nb.new_stop_state_nb()
         self._configure(cfg.risk)
+        self._restore_breaker(ctx.restored.get("breaker") or {})
         nb.stop_nb(
             nb.new_stop_state_nb(), np.ones(nb.N_STOP_PARAMS), 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1
         )
@@ -176,6 +177,18 @@ class Engine:
         else:
             self.breaker.set_limits(limits.breaker)
         self.stop_params = stop_params(limits.stops)
+
+    def _restore_breaker(self, doc: dict[str, Any]) -> None:
+        """Put the breaker back in the state stored before a restart (no audit event:
+        its transitions were audited when they happened)."""
+        if not doc:
+            return
+        if self.breaker is None:
+            self.log.warning("circuit_breaker_not_restored", why="no [breaker] limits", doc=doc)
+            return
+        self.breaker.restore(doc)
+        self.gate.breaker = self.breaker.state
+        self.log.warning("circuit_breaker_restored", **self.breaker.describe())
 
     def _breaker(self, transition: Transition | None) -> None:
         """Put a breaker transition in force and audit it."""

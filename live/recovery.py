@@ -1,13 +1,15 @@
 """What a restarted daemon restores from Postgres before it trades: positions (FIFO
-lots and realized P&L rebuilt from ``fills``), the day's P&L baseline, the kill switch
-and the open orders of earlier sessions.
+lots and realized P&L rebuilt from ``fills``), the day's P&L baseline, the kill switch,
+the circuit breaker and the open orders of earlier sessions.
 
 Positions are rebuilt by applying every stored fill, in time order, to a fresh
 :class:`~live.ledger.Ledger` (the same FIFO code the engine runs), so the restored book
 equals the book the engine had, to the cent, whatever it was killed by. The day's P&L
 baseline and peak are the ones the engine last reported (``risk_state`` key ``day_pnl``,
 with the XNYS session they belong to): a restart in the same session keeps them, the
-first bar at or after a later session's open resets them.
+first bar at or after a later session's open resets them. The circuit breaker is the
+engine's last reported state (``risk_state`` key ``circuit_breaker``, stored by the
+daemon at every transition; :meth:`live.risk.breaker.CircuitBreaker.restore`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from live.ledger import Ledger
 
 KILL_KEY = "kill_switch"
 DAY_KEY = "day_pnl"
+BREAKER_KEY = "circuit_breaker"
 TERMINAL = ("filled", "canceled", "expired", "rejected", "replaced", "not_sent")
 
 
@@ -63,6 +66,9 @@ class RestoredState:
         ``{"session": "YYYY-MM-DD", "open_ns": int, "day_start_pnl": str, "day_peak":
         float}`` last reported by the engine (the session's date and open, ns since the
         epoch UTC; the baseline and peak P&L in USD), or empty.
+    breaker : dict
+        The circuit breaker's last reported state
+        (:meth:`live.risk.breaker.CircuitBreaker.describe`), or empty.
     open_orders : list of dict
         ``orders`` rows not in a terminal state (earlier sessions' orders to settle).
     """
@@ -71,11 +77,13 @@ class RestoredState:
     halted: bool = False
     kill: dict[str, Any] = field(default_factory=dict)
     day: dict[str, Any] = field(default_factory=dict)
+    breaker: dict[str, Any] = field(default_factory=dict)
     open_orders: list[dict[str, Any]] = field(default_factory=list)
 
     def engine_state(self) -> dict[str, Any]:
         """The picklable part the engine starts from: lots (as strings), realized P&L
-        and marks per symbol, the executions already applied, and the day baseline."""
+        and marks per symbol, the executions already applied, the day baseline and the
+        circuit breaker."""
         return {
             "positions": {
                 s: {
@@ -86,6 +94,7 @@ class RestoredState:
                 for s, pos in self.ledger.positions.items()
             },
             "day": self.day,
+            "breaker": self.breaker,
         }
 
 
@@ -121,6 +130,7 @@ def restore(dsn: str) -> RestoredState:
         halted=bool(kill.get("engaged")),
         kill=kill,
         day=risk.get(DAY_KEY) or {},
+        breaker=risk.get(BREAKER_KEY) or {},
         open_orders=open_orders,
     )
 

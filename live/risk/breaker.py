@@ -16,6 +16,12 @@ it turns half-open; the probe order's fill closes it, its rejection (or cancel) 
 again. Time is the market-data clock (ns since epoch UTC of the last bar), so a replay
 behaves as it would live and a stalled feed never ends a cool-down. Every transition is
 returned as a :class:`Transition` for the caller to audit (``circuit_breaker`` events).
+
+:meth:`CircuitBreaker.describe` is the whole state to keep across a restart (the engine
+reports it in its status, the daemon stores it in ``risk_state`` whenever it changes);
+:meth:`CircuitBreaker.restore` puts it back without a transition, so a breaker open
+before a crash is open after it, with the cool-down it had left (in market time), and
+its trip is audited once.
 """
 
 from __future__ import annotations
@@ -59,7 +65,9 @@ class CircuitBreaker:
         self.limits = limits
         self.state = nb.BREAKER_CLOSED
         self.reason = ""
+        self.since = 0  # market time of the last transition, ns since epoch UTC
         self.opened_at = 0
+        self.cooldown_end = 0  # of the last trip: opened_at + cooldown_s
         self.probe_id = ""
         self.loss_tripped_day = -1
         self.peaks: deque[tuple[int, float]] = deque()  # (ts, pnl), pnl decreasing
@@ -75,8 +83,10 @@ class CircuitBreaker:
         before = self.name
         self.state = state
         self.reason = reason
+        self.since = ts
         if state == nb.BREAKER_OPEN:
             self.opened_at = ts
+            self.cooldown_end = ts + int(self.limits.cooldown_s * NS)
             self.trips += 1
             self.probe_id = ""
         if state == nb.BREAKER_CLOSED:
@@ -102,7 +112,7 @@ class CircuitBreaker:
         while peaks[0][0] < ts - window:
             peaks.popleft()
         if self.state == nb.BREAKER_OPEN:
-            if ts - self.opened_at >= lim.cooldown_s * NS:
+            if ts >= self.cooldown_end:
                 return self._move(nb.BREAKER_PROBE_READY, "cool-down over: one probe order", ts)
             return None
         if day_pnl <= -float(lim.daily_loss) and self.loss_tripped_day != day:
@@ -151,15 +161,62 @@ class CircuitBreaker:
         return None
 
     def set_limits(self, limits: BreakerLimits) -> None:
-        """New thresholds (the state and its history are kept)."""
+        """New thresholds (the state and its history are kept; an open breaker's
+        cool-down is counted from its trip with the new ``cooldown_s``)."""
         self.limits = limits
+        if self.state == nb.BREAKER_OPEN:
+            self.cooldown_end = self.opened_at + int(limits.cooldown_s * NS)
 
     def describe(self) -> dict[str, object]:
-        """The ``circuit_breaker`` status document."""
+        """The ``circuit_breaker`` status document, also the record kept across restarts
+        (:meth:`restore`); times are market time, ns since epoch UTC.
+
+        Keys: ``state`` (``closed``/``open``/``half_open``), ``reason`` and ``since``
+        (the last transition), ``opened_at`` and ``cooldown_end`` (the last trip and the
+        end of its cool-down), ``probe_client_order_id`` (the probe in flight),
+        ``trips``, ``loss_tripped_day`` (the day whose daily-loss trip has happened).
+        """
         return {
             "state": self.name,
             "reason": self.reason,
+            "since": self.since or None,
             "opened_at": self.opened_at or None,
+            "cooldown_end": self.cooldown_end or None,
             "probe_client_order_id": self.probe_id or None,
             "trips": self.trips,
+            "loss_tripped_day": self.loss_tripped_day,
         }
+
+    def restore(self, doc: dict[str, object]) -> None:
+        """Put back a state recorded by :meth:`describe` (no :class:`Transition`: it was
+        audited when it happened). An open breaker keeps its cool-down end, a half-open
+        one its probe in flight; the drawdown and error windows start empty.
+
+        Raises
+        ------
+        ValueError
+            ``doc`` is not a :meth:`describe` document (the key and value are named).
+        """
+        try:
+            name = doc["state"]
+            probe = str(doc.get("probe_client_order_id") or "")
+            state = {
+                "closed": nb.BREAKER_CLOSED,
+                "open": nb.BREAKER_OPEN,
+                "half_open": nb.BREAKER_PROBE_IN_FLIGHT if probe else nb.BREAKER_PROBE_READY,
+            }[str(name)]
+            since, opened_at, cooldown_end, trips, day = (
+                int(str(default if doc.get(k) is None else doc[k]))
+                for k, default in (
+                    ("since", 0),
+                    ("opened_at", 0),
+                    ("cooldown_end", 0),
+                    ("trips", 0),
+                    ("loss_tripped_day", -1),
+                )
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"circuit breaker record {doc!r} is malformed: {e!r}") from e
+        self.state, self.reason, self.probe_id = state, str(doc.get("reason") or ""), probe
+        self.since, self.opened_at, self.cooldown_end = since, opened_at, cooldown_end
+        self.trips, self.loss_tripped_day = trips, day

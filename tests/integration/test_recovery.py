@@ -1,5 +1,6 @@
-"""The engine starts from the book and the day's P&L baseline restored from Postgres;
-the baseline resets at the first bar at or after a later XNYS session's open."""
+"""The engine starts from the book, the day's P&L baseline and the circuit breaker
+restored from Postgres; the baseline resets at the first bar at or after a later XNYS
+session's open; a restored open breaker keeps its cool-down and is not audited again."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import psycopg
 import pytest
 import zmq
 
+from live.config import update_limits
+from live.context import ComponentContext
 from live.engine import Engine
 from live.recovery import RestoredState, ledger_from_fills
+from live.risk import nb
 from tests.conftest import SPY_MINUTE
 from tests.integration.conftest import writer_context
 from trader.data import BAR_STRUCT
@@ -42,6 +47,59 @@ def start_engine(tmp_path: Path) -> Iterator[Any]:
 
     yield start
     zctx.destroy(linger=0)
+
+
+def test_breaker_open_before_a_restart_stays_open_for_the_cool_down_it_had_left(
+    audit_writer: ComponentContext,
+) -> None:
+    limits = {
+        "daily_loss": 1e6,
+        "drawdown": 1e6,
+        "drawdown_window_s": 300,
+        "max_errors": 5,
+        "error_window_s": 60,
+        "cooldown_s": 1800,
+    }
+    cfg = audit_writer.cfg.model_copy(
+        update={"risk": update_limits(audit_writer.cfg.risk, {"breaker": limits})}
+    )
+    ny = "America/New_York"
+    tripped = int(pd.Timestamp("2011-01-14 10:00", tz=ny).value)
+    record = {
+        "state": "open",
+        "reason": "rapid drawdown: P&L fell 1200.00 >= 1000 within 300 s",
+        "since": tripped,
+        "opened_at": tripped,
+        "cooldown_end": tripped + 1800 * 10**9,
+        "probe_client_order_id": None,
+        "trips": 1,
+        "loss_tripped_day": -1,
+    }
+    restored = RestoredState(ledger_from_fills(FILLS), breaker=record).engine_state()
+    zctx = zmq.Context()
+    try:
+        eng = Engine(dataclasses.replace(audit_writer, cfg=cfg, restored=restored), zctx)
+        assert eng.breaker is not None
+        assert eng.breaker.describe() == record
+        assert eng.gate.breaker == nb.BREAKER_OPEN
+        bars = load_minute_bars(SPY_MINUTE, start="2011-01-14", end="2011-01-14")
+        bars = bars[bars.index >= pd.Timestamp("2011-01-14 10:01", tz=ny)][:40]
+        states = []
+        for ts, b in zip(bars.index.asi8, bars.itertuples(), strict=True):
+            eng.on_bar(BAR_STRUCT.pack(ts, ts, b.open, b.high, b.low, b.close, b.volume))
+            states.append((int(ts), eng.breaker.name))
+        eng.audit.close()
+    finally:
+        zctx.destroy(linger=0)
+    # open until 10:30 New York (market time), half-open from the 10:30 bar on
+    assert all((s == "open") == (t < record["cooldown_end"]) for t, s in states)
+    with psycopg.connect(audit_writer.dsn) as c:
+        events = c.execute(
+            "SELECT status, metadata->>'from', (metadata->>'market_ts')::bigint"
+            " FROM order_audit_trail WHERE event_type = 'circuit_breaker'"
+        ).fetchall()
+    # the trip was audited before the restart; only the end of its cool-down now
+    assert events == [("half_open", "open", record["cooldown_end"])]
 
 
 def _feed(eng: Engine, bars: pd.DataFrame) -> None:

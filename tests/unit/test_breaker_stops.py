@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -113,6 +114,40 @@ def test_error_burst_trips_and_failed_probe_reopens() -> None:
     assert t is not None
     assert (t.before, t.after) == ("half_open", "open")
     assert br.describe()["trips"] == 2
+
+
+def test_breaker_restored_from_its_record_keeps_its_cool_down_and_probe_without_a_transition() -> (
+    None
+):
+    # Trip on the real AAPL 2000-09-29 close, then "restart" from the recorded state.
+    bars = load_daily_csv(DAILY["AAPL"]).loc["2000-09-25":"2000-10-10", "close"]
+    pnl = 200.0 * bars.diff().fillna(0.0)
+    br = breaker(cooldown_s=3 * 86_400)
+    ts = bars.index.asi8
+    trip = next(t for i in range(len(ts)) if (t := br.on_pnl(int(ts[i]), pnl.iloc[i], i)))
+    assert (trip.after, pd.Timestamp(trip.ts).date().isoformat()) == ("open", "2000-09-29")
+    doc = br.describe()
+    assert (doc["since"], doc["opened_at"]) == (trip.ts, trip.ts)
+    assert doc["cooldown_end"] == trip.ts + 3 * DAY
+    again = breaker(cooldown_s=3 * 86_400)
+    again.restore(json.loads(json.dumps(doc)))  # as stored in risk_state (JSON)
+    assert again.describe() == doc
+    assert again.state == nb.BREAKER_OPEN
+    # the same day's loss does not trip it again; the cool-down ends on market time
+    after = [(int(t), float(v)) for t, v in zip(ts, pnl, strict=True) if t > trip.ts]
+    moves = [(t, m) for t, v in after if (m := again.on_pnl(t, v, doc["loss_tripped_day"]))]
+    assert [(m.before, m.after) for _, m in moves] == [("open", "half_open")]
+    assert moves[0][0] == min(t for t, _ in after if t >= trip.ts + 3 * DAY)
+    # a probe in flight is restored as such: its fill closes the breaker
+    again.on_sent(moves[0][0], "probe-1")
+    probing = breaker()
+    probing.restore(json.loads(json.dumps(again.describe())))
+    assert probing.state == nb.BREAKER_PROBE_IN_FLIGHT
+    t = probing.on_fill(moves[0][0], "probe-1")
+    assert t is not None
+    assert (t.before, t.after) == ("half_open", "closed")
+    with pytest.raises(ValueError, match="circuit breaker record"):
+        probing.restore({"state": "ajar"})
 
 
 def _run_stops(stops: dict[str, Any], close: pd.Series, entry: int = 0) -> tuple[int, int]:
