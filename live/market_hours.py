@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 NEW_YORK = ZoneInfo("America/New_York")
 NS_PER_S = 1_000_000_000
+#: First date of the calendar: the project's data starts in 2000 (exchange_calendars'
+#: default, 20 years before today, would move with the clock).
+CALENDAR_START = "2000-01-01"
 #: New York minutes [start, end) in which Alpaca refuses ``opg`` and ``cls`` orders.
 OPG_CLOSED = (9 * 60 + 28, 19 * 60)
 CLS_CLOSED = (15 * 60 + 50, 19 * 60)
@@ -36,11 +39,12 @@ CLS_CLOSED = (15 * 60 + 50, 19 * 60)
 
 @cache
 def nyse_calendar() -> xcals.ExchangeCalendar:
-    """The XNYS calendar (built once per process, on first use: it takes about a second)."""
+    """The XNYS calendar from :data:`CALENDAR_START` to a year ahead (built once per
+    process, on first use: it takes about a second)."""
     import exchange_calendars as xcals
 
     with _quiet_pandas():
-        return xcals.get_calendar("XNYS")
+        return xcals.get_calendar("XNYS", start=CALENDAR_START)
 
 
 @contextmanager
@@ -94,7 +98,7 @@ def session_of(ts_ns: int) -> Session:
     ------
     ValueError
         ``ts_ns`` is before the calendar's first open or after its last session's open
-        (the calendar covers about 20 years back and 1 year ahead).
+        (the calendar covers :data:`CALENDAR_START` to a year ahead).
     """
     opens, dates = session_opens()
     i = int(np.searchsorted(opens, ts_ns, side="right")) - 1
