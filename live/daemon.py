@@ -9,15 +9,16 @@ execution (``trade_updates`` connected) -> engine (kernel compiled, pinned, rest
 book, day baseline and circuit breaker, strategy state rebuilt from the broker's bar
 history: :mod:`live.warmup`) -> feed. Each process must report in before the next
 starts. During the session the daemon reconciles every ``[recovery]
-reconcile_interval_s``, snapshots positions every ``snapshot_interval_s``, and stores the
-risk state the engine reports (circuit breaker at every transition, the day's P&L
-baseline when a session starts) in ``risk_state``. Shutdown runs in reverse: the feed
-stops first so no new bar arrives, execution cancels every open order, the engine takes
-the last fills, the audit writer drains, then a session summary is printed and stored.
-A dead audit writer is restarted (producers re-send what it had not stored); any other
-child that dies stops the session (its exit code is printed), and the next start
-recovers. Children die with the daemon (``PR_SET_PDEATHSIG``), so a ``kill -9`` of the
-daemon leaves none trading.
+reconcile_interval_s`` (a break not accepted before halts new orders, as
+:meth:`Daemon.halt` ``by="reconciler"``; nothing is cancelled), snapshots positions
+every ``snapshot_interval_s``, and stores the risk state the engine reports (circuit
+breaker at every transition, the day's P&L baseline when a session starts) in
+``risk_state``. Shutdown runs in reverse: the feed stops first so no new bar arrives,
+execution cancels every open order, the engine takes the last fills, the audit writer
+drains, then a session summary is printed and stored. A dead audit writer is restarted
+(producers re-send what it had not stored); any other child that dies stops the session
+(its exit code is printed), and the next start recovers. Children die with the daemon
+(``PR_SET_PDEATHSIG``), so a ``kill -9`` of the daemon leaves none trading.
 """
 
 from __future__ import annotations
@@ -569,10 +570,14 @@ class Daemon:
         return {"halted": True, "halted_by": self.halted_by, "open_orders": open_orders}
 
     async def resume(self, by: str) -> dict[str, Any]:
-        """Release the kill switch and the halt (persisted and audited)."""
+        """Release the kill switch and the halt (persisted and audited). Breaks of the
+        last reconciliation that halted trading count as seen: they are accepted
+        (audited) and only a new break halts again."""
         self.halted_by = ""
         for key in (KILL_KEY, HALT_KEY):
             self._persist_stop(key, False, "resume", by)
+        if self.reconciler is not None and self.reconciler.last and not self.reconciler.last.ok:
+            self.reconciler.accept(f"{by} (resume)")
         self.audit.emit("resume", metadata={"by": by})
         self.audit.flush()
         self.control.send(pack({"cmd": "resume", "by": by}))
@@ -768,6 +773,9 @@ class Daemon:
         self.control.send(pack({"cmd": "fills", "fills": fills}))
 
     async def _reconcile_periodic(self, bar: tqdm[Any]) -> None:
+        """Reconcile in-session; a break not accepted before halts new orders (the
+        :meth:`halt` of the operator, ``by="reconciler"``: persisted, audited, released by
+        :meth:`resume`). Nothing is cancelled or flattened."""
         assert self.reconciler is not None
         try:
             report = await self.reconciler.run(
@@ -776,9 +784,16 @@ class Daemon:
         except (TemporaryError, OrderRejected, psycopg.Error) as e:
             self.log.error("reconciliation_failed", error=str(e))
             return
-        for b in report.breaks:
+        # accepted as of now: a resume while the run was in flight accepted its breaks
+        new = [b for b in report.breaks if b.key not in self.reconciler.accepted]
+        report.accepted = report.accepted or (bool(report.breaks) and not new)
+        for b in new:
             bar.write(f"RECONCILIATION BREAK ({b.kind}): {b.detail}")
         self.log.info("reconciled", **report.to_status())
+        if new and not self.halted:
+            reason = "reconciliation break: " + "; ".join(f"{b.kind}: {b.detail}" for b in new)
+            await self.halt(reason, by="reconciler")
+            bar.write(f"HALTED ({reason}): no new orders until 'python -m live resume'")
 
     def _snapshot(self) -> None:
         """Store the engine's positions in ``position_snapshots`` and its risk state."""

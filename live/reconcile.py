@@ -16,7 +16,10 @@
    symbols; a difference is a break.
 
 Every break is audited (``reconciliation_break``) and every run ends with a
-``reconciled`` event (``status`` ``ok``, ``breaks`` or ``accepted``).
+``reconciled`` event (``status`` ``ok``, ``breaks`` or ``accepted``). Breaks the
+operator accepted (:meth:`Reconciler.accept`: ``--accept-breaks`` at start, ``resume``
+after a break halted trading) are remembered for the session: a later report with only
+those is ``accepted``; any other break is new.
 """
 
 from __future__ import annotations
@@ -61,6 +64,11 @@ class Break:
     local: str | None = None
     broker: str | None = None
 
+    @property
+    def key(self) -> tuple[str | None, ...]:
+        """What identifies the break across runs (the same disagreement found again)."""
+        return (self.kind, self.symbol, self.client_order_id, self.local, self.broker)
+
 
 @dataclass
 class Report:
@@ -74,7 +82,7 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        """True when there is no break (or the operator accepted them)."""
+        """True when there is no break, or the operator accepted every one."""
         return not self.breaks or self.accepted
 
     def to_status(self) -> dict[str, Any]:
@@ -175,6 +183,7 @@ class Reconciler:
         self.dsn = dsn
         self.audit = audit
         self.last: Report | None = None
+        self.accepted: set[tuple[str | None, ...]] = set()  # Break.key the operator accepted
 
     def _sql(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.dsn, autocommit=True, connect_timeout=3) as conn:
@@ -356,9 +365,10 @@ class Reconciler:
                 reason=b.detail,
                 metadata={"local": b.local, "broker": b.broker},
             )
+        report.accepted = bool(report.breaks) and all(b.key in self.accepted for b in report.breaks)
         self.audit.emit(
             "reconciled",
-            status="ok" if not report.breaks else "breaks",
+            status="ok" if not report.breaks else "accepted" if report.accepted else "breaks",
             metadata={
                 "breaks": len(report.breaks),
                 "fills_applied": report.fills_applied,
@@ -371,9 +381,11 @@ class Reconciler:
         return report
 
     def accept(self, by: str) -> None:
-        """The operator accepts the last report's breaks (audited)."""
+        """The operator accepts the last report's breaks (audited); they no longer make
+        a later report fail."""
         assert self.last is not None
         self.last.accepted = True
+        self.accepted.update(b.key for b in self.last.breaks)
         self.audit.emit(
             "reconciled",
             status="accepted",

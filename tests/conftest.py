@@ -86,12 +86,14 @@ def write_sim_config(
     end: str,
     speed: float,
     risk_toml: str | None = None,
+    live_toml: str = "",
 ) -> Path:
     """Write ``root/config/{live,risk}.toml`` for a ``sim`` daemon trading ``strategy``
     ``version`` from ``models`` on the SPY bars of ``start``..``end`` (New York dates) at
     ``speed`` market seconds per wall second, run-time folder ``root/var``, control API on
-    a free port; ``risk_toml`` defaults to the shipped ``config/risk.toml``. Returns the
-    config folder."""
+    a free port; ``risk_toml`` defaults to the shipped ``config/risk.toml``; ``live_toml``
+    is appended to ``live.toml`` (more sections, e.g. ``[recovery]``). Returns the config
+    folder."""
     cfg = root / "config"
     cfg.mkdir()
     (cfg / "live.toml").write_text(f"""
@@ -108,6 +110,6 @@ port = 0
 start = {start}
 end = {end}
 speed = {speed}
-""")
+{live_toml}""")
     (cfg / "risk.toml").write_text(risk_toml or (REPO_ROOT / "config/risk.toml").read_text())
     return cfg

@@ -15,23 +15,36 @@ from typing import Any
 import requests
 
 from tests.conftest import SPY_MINUTE, fresh_database, write_sim_config
-from tests.integration.test_live_session import KEY_ID, PARAMS, SECRET, TOKEN, Session
+from tests.integration.test_live_session import KEY_ID, PARAMS, SECRET, TOKEN, Session, cli
 from trader import REPO_ROOT
 from trader.promote import GateResult, promote
 
-__all__ = ["KEY_ID", "SECRET", "TOKEN", "Session", "broker", "resting_order", "run_daemon"]
+__all__ = [
+    "KEY_ID",
+    "SECRET",
+    "TOKEN",
+    "Session",
+    "broker",
+    "cli",
+    "resting_order",
+    "run_daemon",
+]
 
 
 @contextlib.contextmanager
-def run_daemon(root: Path, server_dsn: str, end: str, speed: float) -> Iterator[Session]:
+def run_daemon(
+    root: Path, server_dsn: str, end: str, speed: float, live_toml: str = ""
+) -> Iterator[Session]:
     """Start ``python -m live run`` in ``sim`` mode on the SPY bars of 2011-01-03 to
     ``end`` at ``speed`` market seconds per wall second (config under ``root/config``,
-    run-time folder ``root/var``); yield the session once its control API answers;
-    stop it with SIGINT."""
+    run-time folder ``root/var``, ``live_toml`` appended to ``live.toml``); yield the
+    session once its control API answers; stop it with SIGINT."""
     models = root / "models"
     promote(models, "ema_rsi", "t", PARAMS, {}, [GateResult("test", 1, ">=", 0)], [SPY_MINUTE])
     var = root / "var"
-    cfg = write_sim_config(root, models, "ema_rsi", "t", start="2011-01-03", end=end, speed=speed)
+    cfg = write_sim_config(
+        root, models, "ema_rsi", "t", start="2011-01-03", end=end, speed=speed, live_toml=live_toml
+    )
     with fresh_database(server_dsn) as dsn:
         env = {
             **os.environ,

@@ -5,9 +5,6 @@ through the CLI, and log lines that follow an order from tick to fill."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,8 +13,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.daemon import TOKEN, Session, broker, resting_order
-from trader import REPO_ROOT
+from tests.integration.daemon import TOKEN, Session, broker, cli, resting_order
 
 pytestmark = pytest.mark.integration
 
@@ -45,20 +41,6 @@ def session(control_session: Session) -> Session:
     """The shared daemon, trading (an earlier module may have halted or killed it)."""
     control_session.post("/resume", {"by": "pytest"})
     return control_session
-
-
-def cli(s: Session, *args: str) -> Any:
-    """Run ``python -m live <args>`` against the session; return its JSON output."""
-    out = subprocess.run(
-        [sys.executable, "-m", "live", "--config-dir", str(s.var.parent / "config"), *args],
-        cwd=REPO_ROOT,
-        env={**os.environ, "TRADER_CONTROL_TOKEN": TOKEN},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return json.loads(out.stdout)
 
 
 def metrics(s: Session) -> dict[str, float]:

@@ -71,13 +71,34 @@ class Session:
             return c.execute(query, params or None).fetchall()  # type: ignore[arg-type]
 
 
+def cli(s: Session, *args: str) -> Any:
+    """Run ``python -m live <args>`` against the session; return its JSON output."""
+    out = subprocess.run(
+        [sys.executable, "-m", "live", "--config-dir", str(s.var.parent / "config"), *args],
+        cwd=REPO_ROOT,
+        env={**os.environ, "TRADER_CONTROL_TOKEN": TOKEN},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(out.stdout)
+
+
 @pytest.fixture
 def session(tmp_path: Path, database: str) -> Iterator[Session]:
     models = tmp_path / "models"
     promote(models, "ema_rsi", "t", PARAMS, {}, [GateResult("test", 1, ">=", 0)], [SPY_MINUTE])
     var = tmp_path / "var"
     cfg = write_sim_config(
-        tmp_path, models, "ema_rsi", "t", start="2011-01-03", end="2011-01-07", speed=3000.0
+        tmp_path,
+        models,
+        "ema_rsi",
+        "t",
+        start="2011-01-03",
+        end="2011-01-14",
+        speed=3000.0,
+        live_toml="[recovery]\nreconcile_interval_s = 1\n",  # a break found within 1 s
     )
     env = {
         **os.environ,
@@ -202,7 +223,10 @@ def test_sim_session_trades_audits_kills_and_stops_cleanly(session: Session) -> 
     )
     assert r.status_code == 404  # never reached the broker
 
-    # A resting order at the broker that the kill switch must cancel.
+    # An order placed at the broker behind the daemon's back (it rests far from the
+    # market): the next reconciliation finds the break and halts new orders, audited and
+    # persisted, /ready not ready; nothing is cancelled. The operator resumes after
+    # looking (the break is then accepted); trading goes on.
     r = requests.post(
         f"{sim_url}/v2/orders",
         headers=keys,
@@ -218,6 +242,9 @@ def test_sim_session_trades_audits_kills_and_stops_cleanly(session: Session) -> 
         },
     )
     assert r.status_code == 200, r.text
+    _reconciler_halts_on_the_break_until_resumed(s)
+
+    # The kill switch cancels it.
     killed = s.post("/kill", {"reason": "integration test", "by": "pytest", "flatten": True})
     flattened = killed.pop("flattened")
     assert killed == {"halted": True, "broker_open_orders": 0, "confirmed": True}
@@ -325,4 +352,86 @@ def test_sim_session_trades_audits_kills_and_stops_cleanly(session: Session) -> 
     (day,) = s.rows("SELECT value FROM risk_state WHERE key = 'day_pnl'")[0]
     opened = pd.Timestamp(day["open_ns"], tz="UTC").tz_convert("America/New_York")
     assert (opened.strftime("%Y-%m-%d"), opened.strftime("%H:%M")) == (day["session"], "09:30")
-    assert "2011-01-03" <= day["session"] <= "2011-01-07"
+    assert "2011-01-03" <= day["session"] <= "2011-01-14"
+
+
+def _reconciler_halts_on_the_break_until_resumed(s: Session) -> None:
+    """``resting-1`` is at the broker with no local row: the in-session reconciliation
+    halts new orders (``by="reconciler"``) until ``python -m live resume``."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    s.wait(lambda: s.get("/status")["halted_by"] == "halt", 30, "the reconciler's halt")
+    ((reason, meta),) = s.wait(
+        lambda: s.rows("SELECT reason, metadata FROM order_audit_trail WHERE event_type = 'halt'"),
+        10,
+        "the halt audited",
+    )
+    assert meta == {"by": "reconciler"}
+    assert "order_unknown" in reason
+    assert "resting-1" in reason
+    breaks = s.rows(
+        "SELECT status FROM order_audit_trail WHERE event_type = 'reconciliation_break'"
+        " AND client_order_id = 'resting-1'"
+    )
+    assert breaks
+    assert {b[0] for b in breaks} == {"order_unknown"}
+    (state,) = s.rows("SELECT value FROM risk_state WHERE key = 'halt'")[0]
+    assert (state["engaged"], state["by"]) == (True, "reconciler")
+    ready = requests.get(s.url + "/ready", headers=auth, timeout=10)
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["reconciled"] is False
+    assert "resting-1" in {
+        b["client_order_id"] for b in s.get("/status")["reconciliation"]["breaks"]
+    }
+
+    # The next intent is refused; the resting order is not cancelled.
+    def execution() -> dict[str, Any]:
+        ex: dict[str, Any] = s.get("/status")["components"]["execution"]
+        return ex
+
+    s.wait(lambda: execution()["halted_by"] == "halt", 10, "execution halted")
+    submitted = execution()["submitted"]
+    s.wait(
+        lambda: s.rows(
+            "SELECT 1 FROM order_audit_trail WHERE event_type = 'risk_denied'"
+            " AND metadata->>'control' = 'halt'"
+        ),
+        60,
+        "an intent refused under the halt",
+    )
+    assert execution()["submitted"] == submitted
+    sim_url, keys = _sim(s)
+    open_ids = {
+        o["client_order_id"]
+        for o in requests.get(
+            f"{sim_url}/v2/orders", headers=keys, timeout=10, params={"status": "open"}
+        ).json()
+    }
+    assert "resting-1" in open_ids
+
+    # Resumed: audited, the break accepted, orders again; found again, it does not halt.
+    assert cli(s, "resume", "--by", "pytest") == {"halted": False}
+    s.wait(lambda: execution()["submitted"] > submitted, 60, "orders after resume")
+    assert s.rows("SELECT metadata FROM order_audit_trail WHERE event_type = 'resume'") == [
+        ({"by": "pytest"},)
+    ]
+    accepted = s.rows(
+        "SELECT reason, metadata->>'by' FROM order_audit_trail"
+        " WHERE event_type = 'reconciled' AND status = 'accepted' ORDER BY id"
+    )
+    assert accepted[0] == ("1 break(s) accepted by the operator", "pytest (resume)")
+    s.wait(
+        lambda: (
+            len(
+                s.rows(
+                    "SELECT 1 FROM order_audit_trail"
+                    " WHERE event_type = 'reconciled' AND status = 'accepted'"
+                )
+            )
+            >= 3
+        ),
+        30,
+        "reconciliations after resume",
+    )
+    assert s.get("/status")["halted"] is False
+    assert len(s.rows("SELECT 1 FROM order_audit_trail WHERE event_type = 'halt'")) == 1
+    assert requests.get(s.url + "/ready", headers=auth, timeout=10).json()["checks"]["reconciled"]
