@@ -299,6 +299,12 @@ def test_sim_session_trades_audits_kills_and_stops_cleanly(session: Session) -> 
         "FROM order_audit_trail WHERE client_order_id LIKE 'ema_rsi-%' "
         "GROUP BY 1"
     )
+    # An intent already on its way to execution when the reconciler's halt reached it is
+    # refused there, before the wire (execution's own check of the halt).
+    refused = [(c, ev) for c, ev in orders if "submitted" not in ev]
+    for coid, events in refused:
+        assert sorted(events) == ["intent", "rejected", "risk_approved"], (coid, events)
+    orders = [(c, ev) for c, ev in orders if "submitted" in ev]
     assert len(orders) + len(flattened) == summary["orders_submitted"]
     assert len(orders) >= 6
     for coid, events in orders:
