@@ -15,7 +15,10 @@
 4. The hot-path cost of one :meth:`~live.audit.AuditEmitter.emit`, p50/p99, beside the
    cost of the timer itself.
 5. Recovery: a ``sim`` daemon is killed with SIGKILL, restarted, and timed until its
-   control API reports ready (every process up, reconciled with the broker).
+   control API reports ready (every process up, reconciled with the broker, the
+   strategy warmed up on the broker's bar history: :mod:`live.warmup`), then until its
+   engine steps the first streamed bar (trading again); the warm-up's bars and seconds
+   (fetch, step) are printed beside.
 
 Postgres: ``DATABASE_URL``, else an embedded server under ``.var/bench``. Prints figures
 and the targets side by side; asserts nothing about time (the machine is shared).
@@ -375,8 +378,10 @@ def emit_cost(var: Path, n: int) -> tuple[float, float, float]:
     return float(np.percentile(out, 50)), float(np.percentile(out, 99)), float(np.median(empty))
 
 
-def recovery_time(tmp: Path, dsn: str) -> list[float]:
-    """Seconds from SIGKILL of a trading ``sim`` daemon to its restart being ready."""
+def recovery_time(tmp: Path, dsn: str) -> list[dict[str, Any]]:
+    """Seconds from SIGKILL of a trading ``sim`` daemon to its restart being ready
+    (``ready``) and to its engine stepping a streamed bar (``trading``), and the
+    engine's ``warmup`` (its status snapshot's), per restart."""
     models, var, cfg = tmp / "models", tmp / "var", tmp / "config"
     params = {"fast": 3, "slow": 8, "rsi_window": 5, "rsi_overbought": 90.0, "qty": 10}
     promote(models, "ema_rsi", "b", params, {}, [GateResult("b", 1, ">=", 0)], [SPY])
@@ -394,12 +399,21 @@ def recovery_time(tmp: Path, dsn: str) -> list[float]:
         DATABASE_URL=dsn, TRADER_SIM_URL=f"http://127.0.0.1:{port}", TRADER_CONTROL_TOKEN="b"
     )
     sim = subprocess.Popen(
-        [sys.executable, "-m", "live.sim", "--port", str(port), "--speed", "100"],
+        # from 2011-01-04, so every warm-up has the 390 bars of the day before
+        [
+            *(sys.executable, "-m", "live.sim", "--port", str(port)),
+            *("--speed", "100", "--start", "2011-01-04"),
+        ],
         env=env,
         cwd=REPO_ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+    def status(url: str) -> Any:
+        return requests.get(
+            f"{url}/status", headers={"Authorization": "Bearer b"}, timeout=5
+        ).json()
 
     def start() -> tuple[subprocess.Popen[bytes], str]:
         (var / "control.url").unlink(missing_ok=True)
@@ -414,17 +428,23 @@ def recovery_time(tmp: Path, dsn: str) -> list[float]:
             if d.poll() is not None:
                 raise RuntimeError(f"daemon exited {d.returncode}")
             time.sleep(0.01)
-        url = (var / "control.url").read_text()
         while True:  # every process in and reconciled with the broker
+            url = (var / "control.url").read_text()  # again: it may be read half-written
             try:
-                st = requests.get(
-                    f"{url}/status", headers={"Authorization": "Bearer b"}, timeout=5
-                ).json()
+                st = status(url)
                 if len(st["components"]) == 4 and st["reconciliation"].get("at_ns"):
                     return d, url
             except (requests.RequestException, ValueError, KeyError):
                 pass
             time.sleep(0.01)
+
+    def engine(url: str) -> dict[str, Any]:
+        while True:
+            try:
+                eng: dict[str, Any] = status(url)["components"]["engine"]
+                return eng
+            except (requests.RequestException, ValueError, KeyError):
+                time.sleep(0.01)
 
     times = []
     try:
@@ -434,8 +454,12 @@ def recovery_time(tmp: Path, dsn: str) -> list[float]:
             t0 = time.perf_counter()
             os.kill(d.pid, signal.SIGKILL)
             d.wait()
-            d, _ = start()
-            times.append(time.perf_counter() - t0)
+            d, url = start()
+            ready = time.perf_counter() - t0
+            while not engine(url)["bars"]:
+                time.sleep(0.01)
+            trading = time.perf_counter() - t0
+            times.append({"ready": ready, "trading": trading, "warmup": engine(url)["warmup"]})
         d.send_signal(signal.SIGINT)
         d.wait(60)
     finally:
@@ -493,9 +517,21 @@ def main() -> None:
         if not a.no_recovery:
             times = recovery_time(tmp, dsn)
             print(
-                "\nrecovery, SIGKILL of the daemon -> restarted, every process in, reconciled: "
-                + ", ".join(f"{t:.1f} s" for t in times)
+                "\nrecovery, SIGKILL of the daemon -> restarted, every process in, reconciled, "
+                "strategy warm: " + ", ".join(f"{t['ready']:.1f} s" for t in times)
             )
+            print(
+                "  -> the engine steps a streamed bar (trading again): "
+                + ", ".join(f"{t['trading']:.1f} s" for t in times)
+            )
+            for t in times:
+                w, up = t["warmup"], t["warmup"].get("caught_up", {})
+                print(
+                    f"  warm-up: {w['bars']} bars ({w['before_session']} before the session"
+                    f" + {w['in_session']} in it) fetch {w['fetch_s']:.3f} s + step "
+                    f"{w['step_s']:.4f} s; seam: {up.get('bars', 0)} bars caught up in "
+                    f"{up.get('seconds', 0.0):.3f} s"
+                )
 
 
 if __name__ == "__main__":

@@ -16,9 +16,11 @@ the kernel before it subscribes to market data.
 Before it trades, the engine rebuilds the strategy's state from the broker's bar history
 (:mod:`live.warmup`: the rule that makes the state the same whether the engine ran
 uninterrupted or was restarted, the seam with the stream, and what a failed fetch does).
-Per bar, at a session's first bar, the state is rebuilt from the last
-``spec.warmup_bars`` bars (a ring the engine keeps); a bar at or before the last one
-stepped is dropped, never stepped twice.
+At the first bar at or after each session's open (the same XNYS sessions as the day's
+P&L) the state is rebuilt from the last ``spec.warmup_bars`` bars, a ring the engine
+keeps (skipped when the state already is their fold; otherwise about 0.1 ms for
+``ema_rsi`` and 7 ms for the ONNX strategy's 390 model runs, once a session on that
+bar); a bar at or before the last one stepped is dropped, never stepped twice.
 """
 
 from __future__ import annotations

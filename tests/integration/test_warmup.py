@@ -30,6 +30,7 @@ from tests.conftest import SPY_MINUTE
 from tests.integration.conftest import KEY, SECRET, Sim, wait_for, writer_context
 from tests.integration.test_chaos import Rig, _wait
 from tests.integration.test_ml_live_session import LOOSE_RISK
+from trader import REPO_ROOT
 from trader.data import BAR_STRUCT, load_minute_bars, to_bar_array
 from trader.exceptions import TemporaryError
 from trader.promote import GateResult, promote
@@ -72,13 +73,14 @@ def test_alpaca_bars_pages_through_the_simulator(
 
 
 @pytest.fixture
-def engine_ctx(tmp_path: Path) -> Callable[[str], ComponentContext]:
-    """Factory: the context of an ``ema_rsi`` engine whose broker is ``url`` (the
-    audit socket has no writer: events stay queued)."""
+def engine_ctx(tmp_path: Path) -> Callable[..., ComponentContext]:
+    """Factory: the context of an engine whose broker is ``url`` trading ``ema_rsi``
+    with :data:`PARAMS` (or, with ``ml=True``, the committed ``models/ml_threshold/1``);
+    the audit socket has no writer: events stay queued."""
     models = tmp_path / "models"
     promote(models, "ema_rsi", "t", PARAMS, {}, [GateResult("t", 1, ">=", 0)], [SPY_MINUTE])
 
-    def make(url: str) -> ComponentContext:
+    def make(url: str, ml: bool = False) -> ComponentContext:
         ctx = writer_context("", tmp_path / "var")
         broker = BrokerEndpoints(
             mode="sim",
@@ -88,8 +90,9 @@ def engine_ctx(tmp_path: Path) -> Callable[[str], ComponentContext]:
             key_id=KEY,
             secret_key=SECRET,
         )
+        artefact = ("ml_threshold", "1", REPO_ROOT / "models") if ml else ("ema_rsi", "t", models)
         cfg = ctx.cfg.model_copy(
-            update={"strategy": "ema_rsi", "strategy_version": "t", "models_dir": models}
+            update=dict(zip(("strategy", "strategy_version", "models_dir"), artefact, strict=True))
         )
         return dataclasses.replace(ctx, cfg=cfg, broker=broker)
 
@@ -106,7 +109,7 @@ def _payload(r: np.void) -> bytes:
 
 
 def test_engine_warms_up_from_the_simulator_and_joins_the_stream_without_a_gap(
-    start_sim: Callable[..., Sim], engine_ctx: Callable[[str], ComponentContext]
+    start_sim: Callable[..., Sim], engine_ctx: Callable[..., ComponentContext]
 ) -> None:
     sim = start_sim(start="2011-01-04", speed=600.0, autostart=True)  # a bar per 0.1 s
     wait_for(lambda: sim.status()["bars_sent"] >= 20, "20 bars of 2011-01-04")
@@ -152,7 +155,7 @@ def test_engine_warms_up_from_the_simulator_and_joins_the_stream_without_a_gap(
 
 
 def test_engine_when_history_unavailable_then_refuses_or_starts_cold_audited(
-    engine_ctx: Callable[[str], ComponentContext],
+    engine_ctx: Callable[..., ComponentContext],
 ) -> None:
     ctx = engine_ctx("http://127.0.0.1:1")  # nothing listens there
     zctx: zmq.Context[Any] = zmq.Context()
@@ -173,36 +176,61 @@ def test_engine_when_history_unavailable_then_refuses_or_starts_cold_audited(
         zctx.destroy(linger=0)
 
 
-def test_restarted_engine_ends_in_the_state_of_one_that_never_stopped(
-    engine_ctx: Callable[[str], ComponentContext],
-) -> None:
-    """Three sessions streamed to one engine; a second engine 'restarted' in the middle
-    of the third warms up on the rule's bars (390 before the session and the session's
-    so far) and is streamed the rest: both hold the same state at every bar after."""
-    rec = to_bar_array(_bars("2011-01-03", "2011-01-05"))
-    day = _sessions(rec)
-    third = int(np.flatnonzero(day == day[-1])[0])
-    restart = third + 100
+def _restart_mid_session(ctx: ComponentContext, rec: np.ndarray, restart: int) -> list[float]:
+    """Stream ``rec`` to one engine; warm a second up at bar ``restart`` on the rule's
+    bars (the 390 before its session and the session's so far) and stream it the rest.
+    Both must hold the same strategy state (kernel and model features) at every bar
+    after; returns the targets after the restart."""
+    first = int(np.flatnonzero(_sessions(rec) == _sessions(rec)[restart])[0])
     zctx: zmq.Context[Any] = zmq.Context()
     try:
-        ctx = engine_ctx("")  # no broker: bars are given, the gate denies (no account)
         running, restarted = Engine(ctx, zctx), Engine(ctx, zctx)
+
+        def same() -> bool:
+            if running.model is None or restarted.model is None:
+                return np.array_equal(restarted.state, running.state)
+            return np.array_equal(restarted.state, running.state) and np.array_equal(
+                restarted.model.state, running.model.state
+            )
+
         for r in rec[:restart]:
             running.on_bar(_payload(r))
-        restarted.warm_up(rec[third - WARMUP_BARS : restart], WARMUP_BARS, 0.0)
-        assert np.array_equal(restarted.state, running.state)
+        restarted.warm_up(rec[first - WARMUP_BARS : restart], WARMUP_BARS, 0.0)
+        assert same()
         targets = []
         for r in rec[restart:]:
             running.on_bar(_payload(r))
             restarted.on_bar(_payload(r))
-            assert np.array_equal(restarted.state, running.state)
+            assert same()
+            assert restarted.target == running.target
             targets.append(running.target)
-        assert len(set(targets)) == 2  # the strategy went long and flat after the restart
-        # the state at a session's start is the fold of the 390 bars before it
-        before = rec["close"][third - WARMUP_BARS : third]
-        assert np.array_equal(SPEC.warm_state(P, before), _state_at(ctx, rec, third))
+        return targets
     finally:
         zctx.destroy(linger=0)
+
+
+def test_restarted_engine_ends_in_the_state_of_one_that_never_stopped(
+    engine_ctx: Callable[..., ComponentContext],
+) -> None:
+    """Three sessions streamed, the restart 100 bars into the third; and the state at a
+    session's first bar is the fold of the 390 bars before it."""
+    rec = to_bar_array(_bars("2011-01-03", "2011-01-05"))
+    third = int(np.flatnonzero(_sessions(rec) == _sessions(rec)[-1])[0])
+    ctx = engine_ctx("")  # no broker: bars are given, the gate denies (no account)
+    targets = _restart_mid_session(ctx, rec, third + 100)
+    assert len(set(targets)) == 2  # the strategy went long and flat after the restart
+    before = rec["close"][third - WARMUP_BARS : third]
+    assert np.array_equal(SPEC.warm_state(P, before), _state_at(ctx, rec, third))
+
+
+def test_restarted_ml_engine_holds_the_features_of_one_that_never_stopped(
+    engine_ctx: Callable[..., ComponentContext],
+) -> None:
+    """The same with the ONNX model's streaming features (``models/ml_threshold/1``)."""
+    rec = to_bar_array(_bars("2011-01-03", "2011-01-05"))
+    third = int(np.flatnonzero(_sessions(rec) == _sessions(rec)[-1])[0])
+    targets = _restart_mid_session(engine_ctx("", ml=True), rec, third + 100)
+    assert len(set(targets)) == 2
 
 
 def _state_at(ctx: ComponentContext, rec: np.ndarray, i: int) -> np.ndarray:
@@ -244,22 +272,23 @@ def test_engine_killed_mid_session_restarts_warm_and_sends_the_uninterrupted_ord
     session sends exactly the uninterrupted run's orders over the bars it traded (the
     restart's first bar may also catch up what the kill left undone)."""
     migrate(database)
-    # A bar per 0.2 s: the restart (~45 s on a loaded 2-core machine) lands mid-session.
+    # A bar per 0.1 s: the restart (~45 s on a loaded 2-core machine) lands mid-session
+    # (of 2011-01-04, or of 01-05 on a slow day).
     rig = Rig(
-        tmp_path, database, 0, start="2011-01-04", end="2011-01-05", speed=300.0,
+        tmp_path, database, 0, start="2011-01-04", end="2011-01-05", speed=600.0,
         risk_toml=LOOSE_RISK,
     )  # fmt: skip
 
-    def stepped(n: int) -> bool:
-        return bool(rig.get("/status")["components"]["engine"]["bars"] >= n)
+    def sent(n: int) -> bool:  # n intents sent by this session's engine
+        return bool(rig.get("/status")["components"]["engine"]["intents"] >= n)
 
     try:
         rig.start()
-        _wait(lambda: stepped(30) and rig.broker("/positions"), "30 bars and a position")
+        _wait(lambda: sent(3) and rig.broker("/positions"), "3 orders and a position")
         os.kill(rig.component_pid("engine"), signal.SIGKILL)
         assert rig.wait_exit() == 1  # a component died: the session stops
         rig.start()
-        _wait(lambda: stepped(30), "30 bars after the restart")
+        _wait(lambda: sent(3), "3 orders after the restart")
         rig.stop()
     finally:
         rig.close()
