@@ -33,6 +33,10 @@ import zmq
 
 #: ``md`` topic of the feed's state messages (no symbol starts with a NUL byte).
 FEED_STATE_TOPIC = b"\x00feed"
+#: ``md`` topic of the feed's notice that a new market-data connection is up, sent before
+#: its first bar (``{"connection": n}``, n from 1): the engine checks the next bar for
+#: bars missed while the stream was down (:mod:`live.warmup`, the seam).
+FEED_CONNECTED_TOPIC = b"\x00connected"
 
 _S = TypeVar("_S", bound=zmq.Socket)
 

@@ -39,7 +39,7 @@ import numpy as np
 import zmq
 
 from live.audit import AuditEmitter
-from live.bus import encode_intent, pack, shares, socket, unpack
+from live.bus import FEED_CONNECTED_TOPIC, encode_intent, pack, shares, socket, unpack
 from live.config import RiskLimits
 from live.context import ComponentContext
 from live.ledger import Ledger
@@ -84,7 +84,9 @@ class Engine:
         self.since_reset = 0  # bars stepped since the state was last fresh
         self.target = 0.0  # the strategy's last target, shares
         self.history: BarHistory | None = None  # fetches the bars missed at the seam
-        self.seam = False  # the first streamed bar after a warm-up is still to come
+        # the first bar of a stream connection (after the warm-up, or a reconnection) is
+        # still to come: bars missed before it are fetched (live.warmup)
+        self.seam = False
         self.warmup: dict[str, Any] = {"status": "none"}
         self.stale_bars = 0
         self.step_nb(
@@ -145,6 +147,7 @@ class Engine:
         self.recent_fills: deque[dict[str, Any]] = deque(maxlen=RECENT_FILLS)
         bus = ctx.bus
         self.md = socket(zctx, zmq.SUB, bus.addr("md"), subscribe=self.symbol.encode())
+        self.md.setsockopt(zmq.SUBSCRIBE, FEED_CONNECTED_TOPIC)
         self.intents = socket(zctx, zmq.PUSH, bus.addr("intents"))
         self.exec_events = socket(zctx, zmq.SUB, bus.addr("exec"), subscribe=b"")
         self.control = socket(zctx, zmq.SUB, bus.addr("control"), subscribe=b"")
@@ -304,9 +307,15 @@ class Engine:
         )
         self.log.error("strategy_cold_start", reason=reason)
 
+    def on_feed_connected(self) -> None:
+        """A new market-data connection is up (sent before its first bar): check that
+        bar for bars missed while the stream was down."""
+        self.seam = self.history is not None
+
     def _catch_up(self, ts_event: int) -> None:
-        """At the first streamed bar after the warm-up: fetch and step (no orders) the
-        bars that ended between the history and the stream.
+        """At the first bar of a stream connection: fetch and step (no orders) the bars
+        that ended between the last bar stepped (the history's, or the previous
+        connection's) and this one.
 
         Raises
         ------
@@ -320,7 +329,7 @@ class Engine:
         try:
             missed = self.history.between(self.last_bar_ts, ts_event)
         except FETCH_ERRORS as e:
-            reason = f"bars between the warm-up and the stream not fetched: {e}"
+            reason = f"bars missed before the stream's bar {ts_event} not fetched: {e}"
             if not self.ctx.cfg.recovery.cold_start:
                 self.log.error("strategy_catch_up_failed", error=reason)
                 raise TemporaryError(reason) from e
@@ -347,7 +356,7 @@ class Engine:
                 "strategy_warmup",
                 status="caught_up",
                 symbol=self.symbol,
-                reason=f"{len(missed)} bars missed between the warm-up and the stream stepped",
+                reason=f"{len(missed)} bars the stream missed stepped, without orders",
                 metadata=meta,
             )
 
@@ -680,8 +689,16 @@ def run_engine(ctx: ComponentContext) -> None:
     poller = zmq.Poller()
     for s in (eng.md, eng.exec_events, eng.control):
         poller.register(s, zmq.POLLIN)
+
+    def on_md() -> None:
+        topic, payload = eng.md.recv_multipart()
+        if topic == FEED_CONNECTED_TOPIC:
+            eng.on_feed_connected()
+        else:
+            eng.on_bar(payload)
+
     handlers = {
-        eng.md: lambda: eng.on_bar(eng.md.recv_multipart()[1]),
+        eng.md: on_md,
         eng.exec_events: lambda: eng.on_exec_event(eng.exec_events.recv()),
         eng.control: lambda: eng.on_control(eng.control.recv()),
     }

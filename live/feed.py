@@ -10,7 +10,9 @@ Stale-feed watchdog: while the market is open (``/v2/clock``, polled every
 connection that brings no message for :func:`stale_after_s` is dropped and reopened,
 and the feed publishes its state (``stale`` once no bar came for that long) on ``md``
 under :data:`~live.bus.FEED_STATE_TOPIC` every 0.25 s; execution refuses new orders
-while it is stale.
+while it is stale. Before the first bar of each connection it publishes
+:data:`~live.bus.FEED_CONNECTED_TOPIC`, so the engine fetches the bars the stream missed
+while it was down (:mod:`live.warmup`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import zmq.asyncio
 
 from live.aio import CountingEvent, wait_for_event
 from live.alpaca import AlpacaREST, market_data
-from live.bus import FEED_STATE_TOPIC, pack, socket
+from live.bus import FEED_CONNECTED_TOPIC, FEED_STATE_TOPIC, pack, socket
 from live.context import ComponentContext
 from live.logs import setup_logging
 from live.market_hours import MarketHours
@@ -128,10 +130,14 @@ async def _run(ctx: ComponentContext) -> None:
             market_open=hours.is_open_now,
             on_reconnect=reconnecting,
         )
+        announced = 0  # the connection whose bars are being published
         async for msg in stream:
             last_data = time.monotonic()
             if msg.get("T") != "b" or msg.get("S") != symbol:
                 continue
+            if up.ups != announced:  # a new connection: its notice goes before its bars
+                announced = up.ups
+                await pub.send_multipart([FEED_CONNECTED_TOPIC, pack({"connection": announced})])
             ts_recv = time.time_ns()
             try:
                 rec = bar_record(msg, ts_recv)

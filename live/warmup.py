@@ -42,12 +42,14 @@ bars not at all; a backtest of one session as the engine trades it is
 The seam
 --------
 The feed starts after the engine, so bars may end between the history fetch and the
-first streamed bar. The engine never steps a bar twice: a streamed bar at or before the
-last stepped one is dropped (and counted). At the first streamed bar, if it comes more
-than one bar interval after the last stepped bar, the bars in between are fetched first
+first streamed bar; and a dropped stream misses the bars that end while it reconnects.
+The engine never steps a bar twice: a streamed bar at or before the last stepped one is
+dropped (and counted). At the first bar of every stream connection (the feed announces
+each connection before its first bar), if that bar comes more than one bar interval
+after the last stepped bar, the bars in between are fetched first
 (:meth:`BarHistory.between`) and stepped without orders; the live bar is then decided
 with the state of an uninterrupted run. A target change on bars the engine did not
-trade on becomes an order on the first live bar (target minus position and pending).
+trade on becomes an order on that live bar (target minus position and pending).
 
 Failures
 --------

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 import pytest
+import requests
 import zmq
 
 import live.sim.server as sim_server
@@ -150,6 +151,18 @@ def test_engine_warms_up_from_the_simulator_and_joins_the_stream_without_a_gap(
         assert np.array_equal(eng.state, SPEC.warm_state(P, closes))
         kinds = [(e[1], e[2]["status"]) for e in eng.audit._pending]
         assert kinds[:2] == [("strategy_warmup", "warm"), ("strategy_warmup", "caught_up")]
+        # A dropped stream: the feed announces the new connection, whose first bar comes
+        # 4 bars after the last one stepped; those 4 are fetched first.
+        eng.on_feed_connected()
+        wait_for(lambda: sim.status()["bars_sent"] >= k + 10, "the bars after the drop")
+        eng.on_bar(_payload(rec[k + 9]))
+        caught = eng.warmup["caught_up"]
+        assert (caught["bars"], caught["first_bar_ts"], caught["last_bar_ts"]) == (
+            4,
+            *rec["ts_event"][[k + 5, k + 8]].tolist(),
+        )
+        closes = np.concatenate([prev["close"][-WARMUP_BARS:], rec["close"][: k + 10]])
+        assert np.array_equal(eng.state, SPEC.warm_state(P, closes))
     finally:
         zctx.destroy(linger=0)
 
@@ -289,6 +302,8 @@ def test_engine_killed_mid_session_restarts_warm_and_sends_the_uninterrupted_ord
         assert rig.wait_exit() == 1  # a component died: the session stops
         rig.start()
         _wait(lambda: sent(3), "3 orders after the restart")
+        requests.post(f"{rig.sim_url}/sim/drop_streams", timeout=10).raise_for_status()
+        _wait(lambda: sent(6), "3 orders after the streams dropped")
         rig.stop()
     finally:
         rig.close()
@@ -312,25 +327,38 @@ def test_engine_killed_mid_session_restarts_warm_and_sends_the_uninterrupted_ord
     w1 = [(st, m) for sid, st, m in warm if sid == first]
     w2 = [(st, m) for sid, st, m in warm if sid == second]
     # The first start warmed up on the 390 bars before the day; the restart on those
-    # and the day's bars up to it, ending on the uninterrupted run's target.
-    assert [(st, m["bars"], m["in_session"]) for st, m in w1] == [("warm", WARMUP_BARS, 0)]
-    assert [st for st, _ in w2] in (["warm"], ["warm", "caught_up"])
+    # and the day's bars up to it, ending on the uninterrupted run's target. Later
+    # events are bars caught up (at the first streamed bar, after a dropped stream).
+    assert [(st, m["bars"], m["in_session"]) for st, m in w1[:1]] == [("warm", WARMUP_BARS, 0)]
+    assert [st for st, _ in w1[1:] + w2[1:]] == ["caught_up"] * (len(w1) + len(w2) - 2)
     restart = w2[0][1]
-    assert (restart["before_session"], restart["in_session"] > 0) == (WARMUP_BARS, True)
+    assert (w2[0][0], restart["before_session"], restart["in_session"] > 0) == (
+        "warm",
+        WARMUP_BARS,
+        True,
+    )
     assert restart["target"] == targets[restart["last_bar_ts"]]
     # Every intent carries the uninterrupted run's target at its bar.
     assert [(t, target) for _, t, target, _ in intents] == [
         (t, targets[t]) for _, t, _, _ in intents
     ]
-    # Each session sent the uninterrupted run's orders over the bars it traded (the
-    # restart's first live bar, which may catch up, is checked by its target above).
-    seam = ts.index(max(m["last_bar_ts"] or 0 for _, m in w2)) + 1
+    # Each session sent the uninterrupted run's orders over the bars it traded, but for
+    # the bars it stepped without orders (caught up) and the bar after them, whose
+    # order also does what they would have (checked by its target above).
+    seam = ts.index(restart["last_bar_ts"]) + 1  # the restart's first live bar
     traded = {
-        first: (ts[0], summaries[0]["last_bar_ts"]),
-        second: (ts[seam + 1], summaries[1]["last_bar_ts"]),
+        first: (ts[0], summaries[0]["last_bar_ts"], set()),
+        second: (ts[seam], summaries[1]["last_bar_ts"], {ts[seam]}),
     }
-    for sid, (lo, hi) in traded.items():
-        live = {t: float(q) for s, t, _, q in intents if s == sid and lo <= t <= hi}
-        want = {t: d for t, d in orders.items() if lo <= t <= hi}
-        assert live == want, (sid, lo, hi)
+    for sid, events in ((first, w1), (second, w2)):
+        for st, m in events:
+            if st == "caught_up":
+                i, j = ts.index(m["first_bar_ts"]), ts.index(m["last_bar_ts"])
+                traded[sid][2].update(ts[i : j + 2])
+    for sid, (lo, hi, skipped) in traded.items():
+        live = {
+            t: float(q) for s, t, _, q in intents if s == sid and lo <= t <= hi and t not in skipped
+        }
+        want = {t: d for t, d in orders.items() if lo <= t <= hi and t not in skipped}
+        assert live == want, (sid, lo, hi, sorted(skipped))
         assert len(want) >= 2, f"session {sid} traded too little to compare"
