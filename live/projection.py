@@ -17,8 +17,11 @@ per-event work in Python), then runs :data:`PROJECT_SQL`, one statement:
    refuse a duplicate, so a race the filter cannot see (another writer committing the
    same events, one event twice in one write) fails the statement and the writer runs
    :data:`PROJECT_SQL_TOLERANT` (``ON CONFLICT DO NOTHING``) instead, batch by batch;
-3. new ``fill``/``partial_fill`` events become ``fills`` rows (unique ``execution_id``,
-   ``ON CONFLICT DO NOTHING``: only the fills inserted move anything);
+3. new ``fill``/``partial_fill`` events become ``fills`` rows (primary key
+   ``execution_id``): a plain ``INSERT`` too, as every ``fills`` row comes from a stored
+   audit fill of the same ``execution_id``, which step 1 has left out (with
+   :data:`PROJECT_SQL_TOLERANT`, ``ON CONFLICT DO NOTHING``: only the fills inserted
+   move anything);
 4. each symbol's ``positions.qty`` moves by the signed quantity of the *new* fills;
 5. ``orders`` rows (inserted before the POST by :mod:`live.orderstore`) take the
    broker order id, the added filled quantity and the most advanced status of the new
@@ -95,7 +98,7 @@ WITH {NEW_EVENTS_CTES}, ins AS (
     SELECT execution_id, ts, session_id, client_order_id, broker_order_id, symbol, side,
            qty, price, source, source_seq
     FROM new WHERE event_type IN ({_FILL_EVENTS})
-    ON CONFLICT (execution_id) DO NOTHING
+    {on_conflict}
     RETURNING client_order_id, symbol, side, qty
 ), pos AS (
     INSERT INTO positions (symbol, qty)
