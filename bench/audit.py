@@ -58,7 +58,7 @@ from live.audit import (
     wire_row,
 )
 from live.bus import Bus
-from live.config import BrokerEndpoints, load_config
+from live.config import load_config
 from live.context import ComponentContext
 from live.db import SQL_DIR, EmbeddedPostgres, migrate, migrations
 from live.projection import AUDIT_COLUMNS, NEW_EVENTS_CTES, PROJECT_SQL, STAGING_TYPES
@@ -112,18 +112,8 @@ def _database(sql_dir: Path = SQL_DIR) -> str:
 
 
 def _ctx(dsn: str, var: Path) -> ComponentContext:
-    broker = BrokerEndpoints(
-        mode="sim",
-        trading_url="http://127.0.0.1:1",
-        trade_stream_url="ws://127.0.0.1:1/stream",
-        data_stream_url="ws://127.0.0.1:1/v2/iex",
-        key_id="k",
-        secret_key="s",
-    )
     (var / "ipc").mkdir(parents=True)
-    return ComponentContext(
-        "bench", load_config(var_dir=var), Bus(var / "ipc"), broker, dsn, b"k" * 32, False
-    )
+    return ComponentContext.offline("bench", load_config(var_dir=var), Bus(var / "ipc"), dsn)
 
 
 def writer_throughput(dsn: str, var: Path, n: int, batch: int) -> float:
