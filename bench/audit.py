@@ -505,7 +505,9 @@ def main() -> None:
                 extra_cpu = "-" if cpu is None or bare_cpu is None else f"{cpu - bare_cpu:+.2f}"
                 print(f"{label:48}{r:>10,.0f}{1e6 / r:>8.2f}{extra:>+7.2f}{cpu_s:>8}{extra_cpu:>7}")
         if not a.no_recovery:
-            times = recovery_time(tmp, dsn)
+            # a database of its own: the throughput run's fills left positions in this one,
+            # which the restarted daemon would restore and find unknown to the new simulator
+            times = recovery_time(tmp, _database())
             print(
                 "\nrecovery, SIGKILL of the daemon -> restarted, every process in, reconciled, "
                 "strategy warm: " + ", ".join(f"{t['ready']:.1f} s" for t in times)
