@@ -115,6 +115,9 @@ class FillBook:
             As :meth:`on_stream`.
         """
         exec_id, order_id, qty, _price, cum = _parse(update)
+        return self._is_new(exec_id, order_id, qty, cum)
+
+    def _is_new(self, exec_id: str, order_id: str, qty: Decimal, cum: Decimal) -> bool:
         known = self._orders.get(order_id)
         return exec_id not in self._executions and not (known and known.contains(cum - qty, cum))
 
@@ -134,7 +137,7 @@ class FillBook:
             ``filled_qty``.
         """
         exec_id, order_id, qty, price, cum = _parse(update)
-        if not self.is_new(update):
+        if not self._is_new(exec_id, order_id, qty, cum):
             self._executions.add(exec_id)
             self.duplicates += 1
             return None
